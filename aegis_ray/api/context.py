@@ -1,0 +1,96 @@
+"""Connections a control-plane replica holds: PostgreSQL pool and Temporal client.
+
+Both are opened lazily and reopened after a failure, so a replica started while PostgreSQL or
+Temporal is down keeps serving (503 for what needs them) and recovers on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client
+
+from aegis_ray.store.db import StoreUnavailable, connect
+from aegis_ray.store.executions import ExecutionStore
+from aegis_ray.store.tokens import TokenStore
+
+
+class TemporalUnavailable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ControlPlaneConfig:
+    """What every control-plane replica needs to know; the args of the Serve application."""
+
+    database_url: str
+    temporal_address: str
+    temporal_namespace: str = "default"
+    task_queue: str = "aegis-executions"
+    implicit_head: bool = False
+
+    @classmethod
+    def from_args(cls, args: dict[str, Any]) -> ControlPlaneConfig:
+        known = {k: v for k, v in args.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(args) - set(known))
+        if unknown:
+            raise ValueError(f"unknown control-plane args: {', '.join(unknown)}")
+        return cls(**known)
+
+
+class Connections:
+    def __init__(self, config: ControlPlaneConfig) -> None:
+        self.config = config
+        self._pool: Any = None
+        self._temporal: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> Any:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await connect(self.config.database_url)
+        return self._pool
+
+    async def executions(self) -> ExecutionStore:
+        return ExecutionStore(await self.pool())
+
+    async def tokens(self) -> TokenStore:
+        return TokenStore(await self.pool())
+
+    async def temporal(self) -> Client:
+        if self._temporal is None:
+            try:
+                self._temporal = await asyncio.wait_for(
+                    Client.connect(
+                        self.config.temporal_address, namespace=self.config.temporal_namespace
+                    ),
+                    10,
+                )
+            except Exception as err:
+                raise TemporalUnavailable(
+                    f"Temporal not reachable at {self.config.temporal_address}: {err}"
+                ) from err
+        return self._temporal
+
+    async def check(self) -> dict[str, str]:
+        """Liveness of each dependency, for /health."""
+        out: dict[str, str] = {}
+        try:
+            pool = await self.pool()
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), 3)
+            out["database"] = "ok"
+        except (TimeoutError, StoreUnavailable, OSError) as err:
+            out["database"] = f"unavailable: {err}"
+        except Exception as err:  # asyncpg raises many kinds when the server went away
+            out["database"] = f"unavailable: {err}"
+        try:
+            client = await self.temporal()
+            await asyncio.wait_for(client.service_client.check_health(), 3)
+            out["temporal"] = "ok"
+        except Exception as err:
+            self._temporal = None
+            out["temporal"] = f"unavailable: {err}"
+        return out

@@ -1,0 +1,380 @@
+"""The `aegis` command line.
+
+Exit codes: 0 success; 1 the execution FAILED; 124 it TIMED_OUT; 130 it was CANCELLED;
+2 bad input (invalid manifest, unknown id format, unschedulable); 3 the cluster or one of its
+services is unavailable; 4 not found; 5 not authenticated.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from aegis_ray.cli.render import (
+    Output,
+    console,
+    emit,
+    err_console,
+    execution_detail,
+    executions_table,
+    nodes_table,
+    plan_table,
+    state_text,
+)
+from aegis_ray.client import AegisClient, ApiError, ApiUnreachable
+from aegis_ray.models.loading import ManifestError, json_schema, load_file, parse_node_config
+from aegis_ray.settings import Settings
+
+EXIT_BY_STATE = {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 124, "CANCELLED": 130}
+EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_AUTH = 2, 3, 4, 5
+TERMINAL = set(EXIT_BY_STATE)
+
+app = typer.Typer(
+    help="aegis: run containerized AI agents on a Ray cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table (default), json or yaml")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def client() -> AegisClient:
+    settings = Settings()
+    token = settings.api_token
+    if token is None and settings.admin_token_path.exists():
+        token = settings.admin_token_path.read_text().strip()
+    if token is None:
+        fail(
+            f"no API token: run `aegis up` (it writes {settings.admin_token_path}) "
+            "or set AEGIS_API_TOKEN",
+            EXIT_AUTH,
+        )
+    return AegisClient(settings.api_base_url, token)
+
+
+def call(fn: Any, *args: Any, **kw: Any) -> Any:
+    """Run one API call, turning its failures into a message and a meaningful exit code."""
+    try:
+        return fn(*args, **kw)
+    except ApiUnreachable as err:
+        fail(f"{err}\nIs the cluster up? Try `aegis up` or `aegis status`.", EXIT_UNAVAILABLE)
+    except ApiError as err:
+        body = err.body
+        if err.status == 422 and body.get("error") == "invalid_manifest":
+            for p in body.get("problems", []):
+                err_console.print(
+                    f"[red]invalid:[/] {body.get('source')}: {p['path'] or '(document)'}: "
+                    f"{p['message']} (got {p['value']!r})",
+                    highlight=False,
+                )
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        if err.status == 422 and body.get("error") == "unschedulable":
+            err_console.print(plan_table(body["plan"]))
+            fail(f"rejected: {body['message']}", EXIT_BAD_INPUT)
+        code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 503: EXIT_UNAVAILABLE}.get(
+            err.status, EXIT_BAD_INPUT if err.status < 500 else EXIT_UNAVAILABLE
+        )
+        fail(f"{err} (HTTP {err.status})", code)
+
+
+def read_manifest(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as err:
+        fail(f"cannot read {path}: {err.strerror}", EXIT_BAD_INPUT)
+
+
+def validate_locally(path: Path) -> None:
+    """Catch a bad manifest before it travels; the server validates again with the same model."""
+    try:
+        load_file(path)
+    except ManifestError as err:
+        for line in str(err).splitlines():
+            err_console.print(f"[red]invalid:[/] {line}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except OSError as err:
+        fail(f"cannot read {path}: {err.strerror}", EXIT_BAD_INPUT)
+
+
+# ---------------------------------------------------------------- node lifecycle
+
+
+@app.command()
+def up(
+    config: Annotated[Path | None, typer.Option(help="NodeConfig for this node")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Start a hybrid node here: Ray head, control plane, PostgreSQL and Temporal."""
+    from aegis_ray.services.stack import up as stack_up
+
+    node = None
+    if config is not None:
+        try:
+            node = parse_node_config(read_manifest(config), source=str(config))
+        except ManifestError as err:
+            fail(str(err), EXIT_BAD_INPUT)
+    settings = Settings()
+    with console.status("starting") as status:
+
+        def say(step: str) -> None:
+            status.update(f"starting {step}")
+            console.print(f"[dim]·[/] {step}", highlight=False)
+
+        try:
+            state = stack_up(settings, node, say)
+        except (RuntimeError, TimeoutError, OSError) as err:
+            fail(f"aegis up failed: {err}", EXIT_UNAVAILABLE)
+    if not emit(state.__dict__, output):
+        console.print(f"[green]aegis is up[/]  API {state.api_url}  Ray {state.ray_address}")
+        if state.dashboard_url:
+            console.print(f"Ray dashboard {state.dashboard_url}")
+        console.print(f"admin token in {settings.admin_token_path}")
+
+
+@app.command()
+def down() -> None:
+    """Stop what `aegis up` started (and nothing else)."""
+    from aegis_ray.services.stack import down as stack_down
+
+    stopped = stack_down(Settings(), lambda s: console.print(f"[dim]·[/] stopping {s}"))
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@app.command()
+def status(output: OutputOpt = Output.table) -> None:
+    """What is running: Ray, API, PostgreSQL, Temporal, nodes."""
+    from aegis_ray.services.stack import UpState
+
+    settings = Settings()
+    state = UpState.load(settings.state_path)
+    report: dict[str, Any] = {"home": str(settings.home), "up": state.__dict__ if state else None}
+    c = client() if settings.admin_token_path.exists() or settings.api_token else None
+    health: dict[str, Any] = {"status": "unreachable"}
+    nodes: list[dict[str, Any]] = []
+    if c is not None:
+        try:
+            health = c.health()
+            nodes = c.nodes()["items"]
+        except ApiError as err:
+            health = err.body
+        except ApiUnreachable as err:
+            health = {"status": "unreachable", "message": str(err)}
+    report |= {"api": health, "nodes": nodes}
+    if emit(report, output):
+        raise typer.Exit(0 if health.get("status") == "ok" else EXIT_UNAVAILABLE)
+    console.print(f"AEGIS_HOME {settings.home}")
+    if state:
+        console.print(
+            f"Ray        {state.ray_address} (auth {state.ray_auth_mode}"
+            f"{', started by aegis' if state.started.get('ray') else ', attached'})"
+        )
+        console.print(f"PostgreSQL {state.database_url}")
+        console.print(f"Temporal   {state.temporal_address}")
+        if state.dashboard_url:
+            console.print(f"Dashboard  {state.dashboard_url}")
+    colour = "green" if health.get("status") == "ok" else "red"
+    console.print(f"API        {settings.api_base_url} [{colour}]{health.get('status')}[/]")
+    for key in ("database", "temporal"):
+        if key in health:
+            console.print(f"  {key}: {health[key]}")
+    if nodes:
+        console.print(nodes_table(nodes))
+    if health.get("status") != "ok":
+        raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+# ---------------------------------------------------------------- executions
+
+
+@app.command()
+def submit(
+    file: Path,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="stream state and logs")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Submit an agent manifest; with --follow, exit with the execution's status."""
+    validate_locally(file)
+    rec = call(client().submit, read_manifest(file), source=str(file))
+    if not follow:
+        if not emit(rec, output):
+            console.print(f"submitted [bold]{rec['id']}[/] {state_text(rec['state'])}")
+            if rec.get("waiting"):
+                console.print(f"[yellow]{rec['waiting']}[/]")
+        return
+    if output == Output.table:
+        console.print(f"submitted [bold]{rec['id']}[/]")
+    raise typer.Exit(_follow(rec["id"], output))
+
+
+def _follow(execution_id: str, output: Output) -> int:
+    """Print state changes and log lines as they happen; return the exit code for the end state."""
+    c = client()
+    after_event = after_log = 0
+    state = "PENDING"
+    quiet = output != Output.table
+    with console.status("waiting for placement", spinner="dots") as spinner:
+        while True:
+            for ev in call(c.events, execution_id, after=after_event)["items"]:
+                after_event = ev["id"]
+                if ev.get("to_state"):
+                    state = ev["to_state"]
+                if not quiet:
+                    spinner.update(f"{state.lower()}: {ev.get('message') or ''}")
+                    console.print(
+                        f"[dim]{ev['ts'][11:23]}[/] {state_text(ev.get('to_state') or '')}"
+                        f" {ev.get('message') or ''}".rstrip(),
+                        highlight=False,
+                    )
+            for ln in call(c.logs, execution_id, after=after_log)["items"]:
+                after_log = ln["id"]
+                if not quiet:
+                    style = "red" if ln["stream"] == "stderr" else ""
+                    console.print(
+                        f"[{style}]{ln['line']}[/]" if style else ln["line"],
+                        highlight=False,
+                        markup=bool(style),
+                    )
+            if state in TERMINAL:
+                rec = call(c.get, execution_id)
+                # Lines written just before the last state change.
+                for ln in call(c.logs, execution_id, after=after_log)["items"]:
+                    if not quiet:
+                        console.print(ln["line"], highlight=False, markup=False)
+                break
+            time.sleep(0.3)
+    if not emit(rec, output):
+        console.print(
+            f"{state_text(rec['state'])} exit code {rec.get('exit_code')}"
+            + (f" — {rec['reason']}" if rec.get("reason") else "")
+        )
+    return EXIT_BY_STATE.get(rec["state"], 1)
+
+
+@app.command("list")
+def list_(
+    state: Annotated[list[str] | None, typer.Option(help="filter by state (repeatable)")] = None,
+    name: Annotated[str | None, typer.Option(help="filter by agent name")] = None,
+    limit: int = 50,
+    output: OutputOpt = Output.table,
+) -> None:
+    """List executions, newest first."""
+    page = call(client().list, states=state, name=name, limit=limit)
+    if not emit(page["items"], output):
+        console.print(executions_table(page["items"]))
+
+
+@app.command()
+def get(execution_id: str, output: OutputOpt = Output.table) -> None:
+    """Show one execution with its attempts."""
+    rec = call(client().get, execution_id)
+    if not emit(rec, output):
+        console.print(execution_detail(rec))
+
+
+@app.command()
+def events(execution_id: str, output: OutputOpt = Output.table) -> None:
+    """Show an execution's state changes and notes."""
+    items = call(client().events, execution_id)["items"]
+    if emit(items, output):
+        return
+    for ev in items:
+        console.print(
+            f"[dim]{ev['ts'][:23]}[/] {state_text(ev.get('to_state') or '')} "
+            f"{ev.get('message') or ''}",
+            highlight=False,
+        )
+
+
+@app.command()
+def logs(
+    execution_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print an execution's output (stdout and stderr, in order)."""
+    c = client()
+    if follow:
+        rows = call(c.follow_logs, execution_id)
+        try:
+            for row in rows:
+                if row.get("end"):
+                    break
+                print(json.dumps(row) if output != Output.table else row["line"], flush=True)
+        except ApiUnreachable as err:
+            fail(str(err), EXIT_UNAVAILABLE)
+        except ApiError as err:
+            fail(f"{err} (HTTP {err.status})", EXIT_NOT_FOUND if err.status == 404 else 2)
+        return
+    items = call(c.logs, execution_id)["items"]
+    if not emit(items, output):
+        for ln in items:
+            print(ln["line"])
+
+
+@app.command()
+def cancel(execution_id: str, output: OutputOpt = Output.table) -> None:
+    """Cancel an execution: its container is stopped and it ends CANCELLED."""
+    res = call(client().cancel, execution_id)
+    if not emit(res, output):
+        console.print(f"cancel requested for {execution_id}")
+
+
+@app.command()
+def plan(file: Path, output: OutputOpt = Output.table) -> None:
+    """Dry run: which nodes could take this manifest, and why the others cannot."""
+    validate_locally(file)
+    res = call(client().plan, read_manifest(file), source=str(file))
+    if not emit(res, output):
+        console.print(plan_table(res))
+    raise typer.Exit(0 if res["feasible"] else EXIT_BAD_INPUT)
+
+
+@app.command()
+def nodes(output: OutputOpt = Output.table) -> None:
+    """Nodes of the cluster with their role, tags and free capacity."""
+    items = call(client().nodes)["items"]
+    if not emit(items, output):
+        console.print(nodes_table(items))
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@config_app.command("validate")
+def config_validate(file: Path) -> None:
+    """Check an Agent manifest or a NodeConfig (kind decides) without talking to a cluster."""
+    try:
+        doc = load_file(file)
+    except ManifestError as err:
+        for line in str(err).splitlines():
+            err_console.print(f"[red]invalid:[/] {line}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except OSError as err:
+        fail(f"cannot read {file}: {err.strerror}", EXIT_BAD_INPUT)
+    console.print(f"[green]valid[/] {doc.kind} {doc.metadata.name} ({file})")
+
+
+@app.command()
+def schema(kind: Annotated[str, typer.Argument(help="agent or node")]) -> None:
+    """Print the JSON Schema of a manifest kind (for editors)."""
+    if kind not in ("agent", "node"):
+        fail(f"unknown schema {kind!r}: accepted are agent, node", EXIT_BAD_INPUT)
+    print(json.dumps(json_schema(kind), indent=2))  # type: ignore[arg-type]
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m`
+    app()
+    sys.exit(0)

@@ -1,0 +1,144 @@
+"""What one agent container is asked to be, and what watching it reports: plain data only.
+
+These values cross process boundaries (Temporal activity -> Ray launch actor), so they hold no
+clients and import neither Docker nor Ray.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+LABEL_PREFIX = "ai.100monkeys.aegis"
+LABEL_EXECUTION_ID = f"{LABEL_PREFIX}/execution-id"
+LABEL_ATTEMPT = f"{LABEL_PREFIX}/attempt"
+LABEL_MANAGED = f"{LABEL_PREFIX}/managed"
+RESERVED_LABELS = (LABEL_EXECUTION_ID, LABEL_ATTEMPT, LABEL_MANAGED)
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+ERROR_CODES = (
+    "image_not_found",
+    "image_pull_failed",
+    "docker_unavailable",
+    "start_failed",
+    "invalid_spec",
+)
+# Docker refuses memory limits below 6 MiB.
+MIN_MEMORY_BYTES = 6 * 1024 * 1024
+# Modes that would hand the agent the host's or another container's network namespace.
+FORBIDDEN_NETWORK_MODES = ("host",)
+_ENV_NAME = re.compile(r"^[^=\x00]+$")
+
+
+class LaunchError(Exception):
+    """A container could not be launched; ``code`` says which step failed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[LaunchError], tuple[str, str]]:
+        # Ray pickles exceptions raised in actors; rebuild from the two fields.
+        return (type(self), (self.code, self.message))
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One attempt's container: image, command, env and the limits the engine enforces."""
+
+    execution_id: str
+    attempt: int
+    image: str
+    command: tuple[str, ...] | None
+    env: dict[str, str]
+    cpu_millis: int
+    memory_bytes: int
+    pids_limit: int = 256
+    network_mode: str = "none"  # "none", "bridge" or the name of a Docker network
+    pull_policy: str = "IfNotPresent"
+    labels: dict[str, str] = field(default_factory=dict)
+    # Safety net on the node: kill the container after this long even if nobody says so.
+    hard_deadline_s: float | None = None
+
+    def problems(self) -> list[str]:
+        """Every invalid field, each naming the field, the bad value and what is accepted."""
+        out: list[str] = []
+        if not self.execution_id:
+            out.append("execution_id must not be empty")
+        if self.attempt < 0:
+            out.append(f"attempt must be >= 0, got {self.attempt}")
+        if not self.image or self.image != self.image.strip():
+            out.append(f"image must be a non-empty image reference, got {self.image!r}")
+        if self.command is not None and not all(isinstance(a, str) for a in self.command):
+            out.append(f"command must be a tuple of strings, got {self.command!r}")
+        if self.cpu_millis <= 0:
+            out.append(f"cpu_millis must be > 0, got {self.cpu_millis}")
+        if self.memory_bytes < MIN_MEMORY_BYTES:
+            out.append(
+                f"memory_bytes must be >= {MIN_MEMORY_BYTES} (6 MiB), got {self.memory_bytes}"
+            )
+        if self.pids_limit <= 0:
+            out.append(f"pids_limit must be > 0, got {self.pids_limit}")
+        if (
+            not self.network_mode
+            or self.network_mode in FORBIDDEN_NETWORK_MODES
+            or self.network_mode.startswith("container:")
+        ):
+            out.append(
+                f"network_mode must be 'none', 'bridge' or a named network, "
+                f"got {self.network_mode!r}"
+            )
+        if self.pull_policy not in PULL_POLICIES:
+            out.append(f"pull_policy must be one of {PULL_POLICIES}, got {self.pull_policy!r}")
+        bad_env = [k for k in self.env if not _ENV_NAME.match(k)]
+        if bad_env:
+            out.append(f"env names must be non-empty and contain no '=', got {bad_env!r}")
+        reserved = [k for k in self.labels if k in RESERVED_LABELS]
+        if reserved:
+            out.append(f"labels must not set the reserved keys {reserved!r}")
+        if self.hard_deadline_s is not None and self.hard_deadline_s <= 0:
+            out.append(f"hard_deadline_s must be > 0 or None, got {self.hard_deadline_s}")
+        return out
+
+    def validate(self) -> None:
+        """Raise LaunchError("invalid_spec") listing every invalid field."""
+        problems = self.problems()
+        if problems:
+            raise LaunchError("invalid_spec", "; ".join(problems))
+
+    @property
+    def container_name(self) -> str:
+        # Docker names allow [a-zA-Z0-9_.-]; execution ids are UUIDs, but never trust input.
+        prefix = re.sub(r"[^a-zA-Z0-9_.-]", "-", self.execution_id[:12])
+        return f"aegis-{prefix}-a{self.attempt}"
+
+    def all_labels(self) -> dict[str, str]:
+        """The caller's labels plus the ones every aegis container carries."""
+        return {
+            **self.labels,
+            LABEL_EXECUTION_ID: self.execution_id,
+            LABEL_ATTEMPT: str(self.attempt),
+            LABEL_MANAGED: "true",
+        }
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: float  # unix seconds, as stamped by the Docker engine
+    stream: str  # "stdout" | "stderr"
+    text: str  # without the trailing newline
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """Lines printed since the previous poll, and whether the container is still running."""
+
+    lines: list[LogLine]
+    running: bool
+    exit_code: int | None
+    oom_killed: bool = False
+    error: str | None = None

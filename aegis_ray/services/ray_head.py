@@ -1,0 +1,135 @@
+"""Starting, attaching to and stopping the local Ray head, with Ray's auth mode set explicitly.
+
+Ray 2.60 turns token auth on by itself in some cases (see ray-facts.md); every aegis process
+that talks to Ray therefore gets RAY_AUTH_MODE (and the token path) from ``ray_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aegis_ray.cluster.resources import RayStartArgs
+
+CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
+USER_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+# Agent data does not travel through Ray's object store: keep it small on a shared machine.
+OBJECT_STORE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RayAuth:
+    mode: str  # "token" | "disabled"
+    token_path: str | None = None
+
+    def env(self) -> dict[str, str]:
+        out = {"RAY_AUTH_MODE": self.mode}
+        if self.token_path:
+            out["RAY_AUTH_TOKEN_PATH"] = self.token_path
+        return out
+
+    def apply(self) -> None:
+        """Set this auth mode for the current process (before any Ray call)."""
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.update(self.env())
+
+
+def new_token_auth(token_path: Path) -> RayAuth:
+    """Token mode with a token of our own under AEGIS_HOME (created once)."""
+    if not token_path.exists():
+        token_path.parent.mkdir(parents=True, exist_ok=True)
+        token_path.write_text(secrets.token_hex(32))
+        token_path.chmod(0o600)
+    return RayAuth("token", str(token_path))
+
+
+def auth_for_existing_cluster() -> RayAuth:
+    """Guess how a hand-started head authenticates, the way Ray itself decides."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode:
+        return RayAuth(mode.lower(), os.environ.get("RAY_AUTH_TOKEN_PATH"))
+    if USER_TOKEN_FILE.exists():
+        return RayAuth("token", str(USER_TOKEN_FILE))
+    return RayAuth("disabled")
+
+
+def running_local_cluster() -> str | None:
+    """Address of a Ray cluster already started on this machine, if its GCS answers."""
+    from aegis_ray.services.process import port_in_use
+
+    if not CURRENT_CLUSTER_FILE.exists():
+        return None
+    address = CURRENT_CLUSTER_FILE.read_text().strip()
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and port_in_use(host, int(port)):
+        return address
+    return None
+
+
+def ray_cli() -> str:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+def start_head(
+    args: RayStartArgs, *, auth: RayAuth, port: int, dashboard_port: int, log_path: Path
+) -> str:
+    """`ray start --head` with the node's resources and labels; returns the GCS address."""
+    cmd = [
+        ray_cli(),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}",
+        f"--object-store-memory={OBJECT_STORE_BYTES}",
+        "--disable-usage-stats",
+        *args.cli_args(),
+    ]
+    env = os.environ | auth.env()
+    env.pop("RAY_AUTH_TOKEN", None)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180)
+    if done.returncode != 0:
+        tail = log_path.read_text()[-2000:]
+        raise RuntimeError(f"`ray start --head` failed (exit {done.returncode}):\n{tail}")
+    # Ray never advertises loopback as a node address: it picks this machine's own IP, and
+    # records the address it chose here.
+    return running_local_cluster() or f"127.0.0.1:{port}"
+
+
+def stop_ray(*, auth: RayAuth, log_path: Path) -> None:
+    env = os.environ | auth.env()
+    with log_path.open("a") as out:
+        subprocess.run(
+            [ray_cli(), "stop", "--grace-period", "10"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
+
+
+def connect(address: str, auth: RayAuth) -> None:
+    """Attach this process to the cluster as a driver in the aegis namespace."""
+    auth.apply()  # before Ray reads its auth configuration
+    import ray
+    from ray._raylet import Config
+
+    Config.initialize("")  # re-read RAY_AUTH_MODE should Ray have been imported already
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            namespace="aegis",
+            log_to_driver=False,
+            logging_level="WARNING",
+            configure_logging=False,
+        )

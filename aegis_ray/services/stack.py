@@ -1,0 +1,251 @@
+"""`aegis up` / `aegis down`: bring up a hybrid node with its control plane, and take it down.
+
+What `up` started is recorded in ``$AEGIS_HOME/up.json`` so that `down` stops exactly that and
+nothing it merely attached to (an external PostgreSQL or Temporal, a hand-started Ray head).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+import aegis_ray
+from aegis_ray.cluster.local_node import default_node_config
+from aegis_ray.cluster.resources import ray_start_args
+from aegis_ray.models.node import NodeConfig
+from aegis_ray.services import ray_head
+from aegis_ray.services.postgres import EmbeddedPostgres
+from aegis_ray.services.temporal import TemporalDevServer
+from aegis_ray.settings import Settings
+
+SERVE_APP = "aegis"
+SERVE_CONFIG = Path(aegis_ray.__file__).resolve().parent.parent / "serve" / "aegis.yaml"
+Say = Callable[[str], None]
+
+
+@dataclass
+class UpState:
+    ray_address: str = ""
+    ray_auth_mode: str = "disabled"
+    ray_token_path: str | None = None
+    implicit_head: bool = False
+    database_url: str = ""
+    temporal_address: str = ""
+    api_url: str = ""
+    dashboard_url: str = ""
+    node_id: str = ""
+    started: dict[str, bool] = field(default_factory=dict)  # ray / postgres / temporal
+
+    @property
+    def auth(self) -> ray_head.RayAuth:
+        return ray_head.RayAuth(self.ray_auth_mode, self.ray_token_path)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> UpState | None:
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def postgres(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home / "postgres", port=settings.postgres_port)
+
+
+def temporal(settings: Settings) -> TemporalDevServer:
+    return TemporalDevServer(
+        settings.home / "temporal", port=settings.temporal_port, ui_port=settings.temporal_ui_port
+    )
+
+
+def up(settings: Settings, node: NodeConfig | None, say: Say) -> UpState:
+    """Start (or find running) everything a single hybrid node needs; idempotent."""
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.mkdir(exist_ok=True)
+    state = UpState.load(settings.state_path) or UpState()
+
+    if settings.database_url:
+        state.database_url = settings.database_url
+    else:
+        say("PostgreSQL (embedded)")
+        state.database_url = postgres(settings).start()
+        state.started["postgres"] = True
+    state.save(settings.state_path)
+
+    if settings.temporal_address:
+        state.temporal_address = settings.temporal_address
+    else:
+        say("Temporal dev server")
+        server = temporal(settings)
+        server.start()
+        state.temporal_address = server.address
+        state.started["temporal"] = True
+    state.save(settings.state_path)
+
+    _ray(settings, node, state, say)
+    state.save(settings.state_path)
+
+    say("admin token")
+    _ensure_admin_token(settings, state.database_url)
+
+    say("control plane (Ray Serve: REST API + Temporal worker)")
+    deploy_control_plane(settings, state)
+    state.api_url = settings.api_base_url
+    state.save(settings.state_path)
+    wait_healthy(state.api_url, timeout=120)
+    return state
+
+
+def _ray(settings: Settings, node: NodeConfig | None, state: UpState, say: Say) -> None:
+    if state.started.get("ray") and ray_head.running_local_cluster() == state.ray_address:
+        say(f"Ray head already running at {state.ray_address}")
+        auth = state.auth
+    elif settings.ray_address or (settings.ray_attach and ray_head.running_local_cluster()):
+        address = settings.ray_address or ray_head.running_local_cluster() or ""
+        say(f"attaching to the running Ray cluster at {address}")
+        auth = ray_head.auth_for_existing_cluster()
+        state.ray_address = address
+        state.started["ray"] = False
+    else:
+        cfg = node or default_node_config(settings.home)
+        state.node_id = cfg.spec.node.id
+        say(f"Ray head (hybrid node {cfg.spec.node.id})")
+        auth = ray_head.new_token_auth(settings.ray_token_path)
+        state.ray_address = ray_head.start_head(
+            ray_start_args(cfg),
+            auth=auth,
+            port=settings.ray_port,
+            dashboard_port=settings.ray_dashboard_port,
+            log_path=settings.logs_dir / "ray.log",
+        )
+        state.started["ray"] = True
+        state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
+    state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
+    state.save(settings.state_path)
+    ray_head.connect(state.ray_address, auth)
+    from aegis_ray.cluster.ray_state import cluster_view
+
+    state.implicit_head = cluster_view().implicit_head
+
+
+def serve_config() -> dict[str, Any]:
+    if not SERVE_CONFIG.exists():
+        raise FileNotFoundError(f"Serve config not found at {SERVE_CONFIG}")
+    data: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
+    return data
+
+
+def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
+    app = next(a for a in serve_config()["applications"] if a["name"] == SERVE_APP)
+    return dict(app.get("args", {})) | {
+        "database_url": state.database_url,
+        "temporal_address": state.temporal_address,
+        "temporal_namespace": settings.temporal_namespace,
+        "task_queue": settings.task_queue,
+        "implicit_head": state.implicit_head,
+    }
+
+
+def deploy_control_plane(settings: Settings, state: UpState) -> None:
+    """Deploy serve/aegis.yaml's application with this node's addresses filled in."""
+    from ray import serve
+
+    from aegis_ray.api.deployment import build_app
+
+    cfg = serve_config()
+    serve.start(
+        http_options={"host": settings.api_host, "port": settings.api_port},
+        proxy_location=cfg.get("proxy_location", "HeadOnly"),
+    )
+    serve.run(
+        build_app(control_plane_args(state, settings)),
+        name=SERVE_APP,
+        route_prefix="/",
+        blocking=False,
+    )
+
+
+def wait_healthy(api_url: str, *, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{api_url}/health", timeout=5)
+            if r.status_code == 200:
+                body: dict[str, Any] = r.json()
+                return body
+            last = r.text
+        except httpx.HTTPError as err:
+            last = str(err)
+        time.sleep(0.5)
+    raise TimeoutError(f"control plane at {api_url} not healthy after {timeout:.0f}s: {last}")
+
+
+def _ensure_admin_token(settings: Settings, database_url: str) -> str:
+    from aegis_ray.store.db import connect
+    from aegis_ray.store.tokens import TokenStore
+
+    path = settings.admin_token_path
+    if path.exists():
+        secret = path.read_text().strip()
+    else:
+        import secrets
+
+        secret = "aegis_" + secrets.token_urlsafe(32)
+        path.write_text(secret)
+        path.chmod(0o600)
+
+    async def register() -> None:
+        pool = await connect(database_url)
+        try:
+            await TokenStore(pool).ensure_admin(secret)
+        finally:
+            await pool.close()
+
+    asyncio.run(register())
+    return secret
+
+
+def down(settings: Settings, say: Say) -> list[str]:
+    """Stop exactly what `up` started; returns what was stopped."""
+    state = UpState.load(settings.state_path)
+    if state is None:
+        return []
+    stopped: list[str] = []
+    if state.ray_address and ray_head.running_local_cluster() == state.ray_address:
+        if state.started.get("ray"):
+            say("Ray head")
+            ray_head.stop_ray(auth=state.auth, log_path=settings.logs_dir / "ray.log")
+            stopped.append("ray")
+        else:
+            say("control plane on the attached Ray cluster")
+            _remove_control_plane(state)
+            stopped.append("serve app")
+    if state.started.get("temporal"):
+        say("Temporal dev server")
+        temporal(settings).stop()
+        stopped.append("temporal")
+    if state.started.get("postgres"):
+        say("PostgreSQL")
+        postgres(settings).stop()
+        stopped.append("postgres")
+    settings.state_path.unlink(missing_ok=True)
+    return stopped
+
+
+def _remove_control_plane(state: UpState) -> None:
+    from ray import serve
+
+    ray_head.connect(state.ray_address, state.auth)
+    serve.delete(SERVE_APP)

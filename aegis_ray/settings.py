@@ -1,0 +1,62 @@
+"""Runtime settings of one aegis installation, read from the environment (prefix ``AEGIS_``).
+
+Everything `aegis up` starts lives under ``home`` (default ``~/.aegis``). Where an external URL
+is given (``AEGIS_DATABASE_URL``, ``AEGIS_TEMPORAL_ADDRESS``), that service is used and nothing
+is started for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".aegis")
+    # Control plane API (Ray Serve HTTP proxy). Loopback unless the operator says otherwise.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    grpc_port: int = 50051
+    # Ray head.
+    ray_port: int = 6379
+    ray_dashboard_port: int = 8265
+    ray_address: str | None = None  # attach to this cluster instead of starting a head
+    # Attach to a Ray cluster already running on this machine (`ray start --head` by hand).
+    # Tests turn this off so that they never touch a developer's cluster.
+    ray_attach: bool = True
+    # Embedded services; a configured URL means "use the external one".
+    database_url: str | None = None
+    postgres_port: int = 55432
+    temporal_address: str | None = None
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_namespace: str = "default"
+    task_queue: str = "aegis-executions"
+    # Where CLI commands send their requests; defaults to http://api_host:api_port.
+    api_url: str | None = None
+    api_token: str | None = None
+
+    @property
+    def api_base_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin.token"
+
+    @property
+    def ray_token_path(self) -> Path:
+        return self.home / "ray_auth_token"
+
+    @property
+    def state_path(self) -> Path:
+        """Record of what `aegis up` started, so `aegis down` stops exactly that."""
+        return self.home / "up.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs (Python deps, Docker engine, example images), then
+# lints, type-checks the pure core, and runs unit and end-to-end tests on the real stack.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== ruff"
+python3 -m ruff check aegis_ray tests scripts
+echo "== mypy (pure core)"
+python3 -m mypy
+echo "== pytest"
+exec python3 -m pytest -v -p no:cacheprovider "$@"

@@ -1,0 +1,99 @@
+"""One real aegis stack per test session: `aegis up` in a temporary AEGIS_HOME on ports of its own.
+
+Every end-to-end test talks to it through the real CLI, the real REST API, or as a Ray driver.
+`aegis down` at the end stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aegis_ray.client import AegisClient
+
+REPO = Path(__file__).resolve().parents[2]
+AEGIS = [sys.executable, "-m", "aegis_ray.cli"]
+
+
+@dataclass
+class Stack:
+    home: Path
+    env: dict[str, str]
+    api_url: str
+    token: str
+
+    def aegis(
+        self, *args: str, timeout: float = 180, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real `aegis` CLI against this stack."""
+        done = subprocess.run(
+            [*AEGIS, *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"aegis {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}"
+            )
+        return done
+
+    def client(self) -> AegisClient:
+        return AegisClient(self.api_url, self.token)
+
+
+def _stack_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
+    env.update(
+        AEGIS_HOME=str(home),
+        AEGIS_API_PORT="18080",
+        AEGIS_RAY_PORT="16379",
+        AEGIS_RAY_DASHBOARD_PORT="18265",
+        AEGIS_POSTGRES_PORT="15432",
+        AEGIS_TEMPORAL_PORT="17233",
+        AEGIS_TEMPORAL_UI_PORT="18233",
+        AEGIS_RAY_ATTACH="false",
+        COLUMNS="200",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    home = Path(tempfile.mkdtemp(prefix="aegis-test-"))
+    env = _stack_env(home)
+    s = Stack(home=home, env=env, api_url="http://127.0.0.1:18080", token="")
+    up = s.aegis("up", timeout=600)
+    try:
+        assert up.returncode == 0, f"aegis up failed:\n{up.stdout}\n{up.stderr}"
+        s.token = (home / "admin.token").read_text().strip()
+        yield s
+    finally:
+        down = s.aegis("down", timeout=300)
+        print(down.stdout, down.stderr)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_driver(stack: Stack) -> Iterator[None]:
+    """This test process as a Ray driver of the stack's cluster (same auth as `aegis up` chose)."""
+    import ray
+
+    from aegis_ray.services import ray_head
+    from aegis_ray.services.stack import UpState
+
+    state = UpState.load(stack.home / "up.json")
+    assert state is not None
+    ray_head.connect(state.ray_address, state.auth)
+    yield
+    ray.shutdown()
