@@ -53,8 +53,14 @@ def short_time(ts: str | None) -> str:
 
 def executions_table(items: list[dict[str, Any]]) -> Table:
     t = Table(box=None, header_style="bold")
-    for col in ("ID", "NAME", "STATE", "ATTEMPT", "NODE", "EXIT", "CREATED", "REASON"):
-        t.add_column(col)
+    t.add_column("ID", no_wrap=True, min_width=36)
+    t.add_column("NAME", no_wrap=True, min_width=8)
+    t.add_column("STATE", no_wrap=True, min_width=9)
+    t.add_column("ATTEMPT", no_wrap=True)
+    t.add_column("NODE", no_wrap=True)
+    t.add_column("EXIT", no_wrap=True)
+    t.add_column("CREATED", no_wrap=True, min_width=19)
+    t.add_column("REASON", no_wrap=True, overflow="ellipsis", max_width=48)
     for e in items:
         t.add_row(
             str(e["id"]),

@@ -303,8 +303,9 @@ class DockerRuntime:
                 "start_failed", f"container for image {spec.image} did not start: {err}"
             ) from err
         cid: str = container.id
+        api = self.client.api  # outside the lock: the property takes it too
         with self._lock:
-            self._followers[cid] = _LogFollower(self.client.api, cid)
+            self._followers[cid] = _LogFollower(api, cid)
         return cid
 
     def _create(self, spec: ContainerSpec, kwargs: dict[str, Any]) -> Any:

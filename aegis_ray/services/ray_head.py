@@ -6,6 +6,7 @@ that talks to Ray therefore gets RAY_AUTH_MODE (and the token path) from ``ray_e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -13,6 +14,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from aegis_ray.cluster.resources import RayStartArgs
 
@@ -78,8 +81,13 @@ def ray_cli() -> str:
 
 def start_head(
     args: RayStartArgs, *, auth: RayAuth, port: int, dashboard_port: int, log_path: Path
-) -> str:
-    """`ray start --head` with the node's resources and labels; returns the GCS address."""
+) -> tuple[str, int]:
+    """`ray start --head` with the node's resources and labels.
+
+    Returns the GCS address and the id of the new Unix session that every process of this Ray
+    node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
+    `ray stop` would stop every Ray process on the machine.
+    """
     cmd = [
         ray_cli(),
         "start",
@@ -97,25 +105,47 @@ def start_head(
     with log_path.open("a") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
-        done = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=180)
-    if done.returncode != 0:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        returncode = proc.wait(timeout=180)
+    if returncode != 0:
         tail = log_path.read_text()[-2000:]
-        raise RuntimeError(f"`ray start --head` failed (exit {done.returncode}):\n{tail}")
+        stop_session(proc.pid)
+        raise RuntimeError(f"`ray start --head` failed (exit {returncode}):\n{tail}")
     # Ray never advertises loopback as a node address: it picks this machine's own IP, and
     # records the address it chose here.
-    return running_local_cluster() or f"127.0.0.1:{port}"
+    return running_local_cluster() or f"127.0.0.1:{port}", proc.pid
 
 
-def stop_ray(*, auth: RayAuth, log_path: Path) -> None:
-    env = os.environ | auth.env()
-    with log_path.open("a") as out:
-        subprocess.run(
-            [ray_cli(), "stop", "--grace-period", "10"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=120,
-        )
+def session_pids(sid: int) -> list[int]:
+    out = []
+    for pid in psutil.pids():
+        try:
+            if os.getsid(pid) == sid:
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def stop_session(sid: int, *, grace_s: float = 10.0) -> int:
+    """SIGTERM every process of a Ray node started by `start_head`, SIGKILL what remains."""
+    procs = []
+    for pid in session_pids(sid):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return len(procs)
 
 
 def connect(address: str, auth: RayAuth) -> None:

@@ -42,6 +42,7 @@ class UpState:
     api_url: str = ""
     dashboard_url: str = ""
     node_id: str = ""
+    ray_session: int = 0  # Unix session id of the Ray head we started (see ray_head.start_head)
     started: dict[str, bool] = field(default_factory=dict)  # ray / postgres / temporal
 
     @property
@@ -108,7 +109,7 @@ def up(settings: Settings, node: NodeConfig | None, say: Say) -> UpState:
 
 
 def _ray(settings: Settings, node: NodeConfig | None, state: UpState, say: Say) -> None:
-    if state.started.get("ray") and ray_head.running_local_cluster() == state.ray_address:
+    if state.started.get("ray") and ray_head.session_pids(state.ray_session):
         say(f"Ray head already running at {state.ray_address}")
         auth = state.auth
     elif settings.ray_address or (settings.ray_attach and ray_head.running_local_cluster()):
@@ -122,7 +123,7 @@ def _ray(settings: Settings, node: NodeConfig | None, state: UpState, say: Say) 
         state.node_id = cfg.spec.node.id
         say(f"Ray head (hybrid node {cfg.spec.node.id})")
         auth = ray_head.new_token_auth(settings.ray_token_path)
-        state.ray_address = ray_head.start_head(
+        state.ray_address, state.ray_session = ray_head.start_head(
             ray_start_args(cfg),
             auth=auth,
             port=settings.ray_port,
@@ -223,15 +224,14 @@ def down(settings: Settings, say: Say) -> list[str]:
     if state is None:
         return []
     stopped: list[str] = []
-    if state.ray_address and ray_head.running_local_cluster() == state.ray_address:
-        if state.started.get("ray"):
-            say("Ray head")
-            ray_head.stop_ray(auth=state.auth, log_path=settings.logs_dir / "ray.log")
-            stopped.append("ray")
-        else:
-            say("control plane on the attached Ray cluster")
-            _remove_control_plane(state)
-            stopped.append("serve app")
+    if state.started.get("ray") and state.ray_session:
+        say("Ray head")
+        ray_head.stop_session(state.ray_session)
+        stopped.append("ray")
+    elif state.ray_address and ray_head.running_local_cluster() == state.ray_address:
+        say("control plane on the attached Ray cluster")
+        _remove_control_plane(state)
+        stopped.append("serve app")
     if state.started.get("temporal"):
         say("Temporal dev server")
         temporal(settings).stop()

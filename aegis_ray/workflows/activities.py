@@ -206,7 +206,7 @@ class ExecutionActivities:
             if rec.state in (S.SCHEDULED, S.STARTING):
                 spec = container_spec(manifest, eid, attempt, inp.timeout_s)
                 try:
-                    container_id = await actor.start.remote(spec)
+                    container_id = await _heartbeating(actor.start.remote(spec))
                 except LaunchError as err:
                     # Ray re-raises the actor's exception wrapped; the original is its cause.
                     cause = getattr(err, "cause", None) or err
@@ -370,6 +370,16 @@ def _get_or_create_actor(eid: str, attempt: int, pg: Any, bundle: dict[str, floa
     except ValueError:
         opts = launch_actor_options(pg, bundle, name=name)
         return LaunchActor.options(**opts).remote()
+
+
+async def _heartbeating(ref: Any) -> Any:
+    """Await a Ray call that may take long (an image pull) while telling Temporal we are alive."""
+    fut = asyncio.ensure_future(ref)
+    while True:
+        done, _ = await asyncio.wait({fut}, timeout=5)
+        if done:
+            return fut.result()
+        activity.heartbeat()
 
 
 async def _stop_quietly(actor: Any) -> None:

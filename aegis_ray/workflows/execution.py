@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from aegis_ray.workflows.types import (
@@ -107,28 +107,25 @@ class ExecutionWorkflow:
                     **_QUICK,
                 )
                 return state
-        except asyncio.CancelledError:
-            # Cancellation arrives here after the running activity stopped the container.
+        except (asyncio.CancelledError, ActivityError) as err:
+            # Cancellation reaches the workflow either directly or, once the running activity
+            # has stopped the container, as that activity's cancelled error.
+            cancelled = isinstance(err, asyncio.CancelledError) or isinstance(
+                err.cause, CancelledError
+            )
             if placement is not None and placement.placed:
                 await self._cleanup(execution_id, attempt, placement)
+            if cancelled:
+                state, reason = "CANCELLED", "cancelled by request"
+            else:
+                # An activity gave up after its retries: end the execution rather than leave
+                # it hanging in a non-terminal state.
+                cause = err.cause.message if err.cause is not None else str(err)
+                state, reason = "FAILED", f"internal error: {cause}"
             await workflow.execute_activity(
-                "finish",
-                Finish(execution_id, attempt, "CANCELLED", "cancelled by request"),
-                **_QUICK,
+                "finish", Finish(execution_id, attempt, state, reason), **_QUICK
             )
-            return "CANCELLED"
-        except ActivityError as err:
-            # An activity gave up after its retries: end the execution rather than leave it
-            # hanging in a non-terminal state.
-            if placement is not None and placement.placed:
-                await self._cleanup(execution_id, attempt, placement)
-            cause = err.cause.message if err.cause is not None else err.message
-            await workflow.execute_activity(
-                "finish",
-                Finish(execution_id, attempt, "FAILED", f"internal error: {cause}"),
-                **_QUICK,
-            )
-            return "FAILED"
+            return state
 
     async def _cleanup(self, execution_id: str, attempt: int, placement: Placement) -> None:
         await workflow.execute_activity(

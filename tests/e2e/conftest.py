@@ -56,12 +56,13 @@ def _stack_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
     env.update(
         AEGIS_HOME=str(home),
-        AEGIS_API_PORT="18080",
-        AEGIS_RAY_PORT="16379",
-        AEGIS_RAY_DASHBOARD_PORT="18265",
-        AEGIS_POSTGRES_PORT="15432",
-        AEGIS_TEMPORAL_PORT="17233",
-        AEGIS_TEMPORAL_UI_PORT="18233",
+        # Outside Ray's worker port range (10002-19999) and the defaults a developer may run.
+        AEGIS_API_PORT="28080",
+        AEGIS_RAY_PORT="26379",
+        AEGIS_RAY_DASHBOARD_PORT="28265",
+        AEGIS_POSTGRES_PORT="25432",
+        AEGIS_TEMPORAL_PORT="27233",
+        AEGIS_TEMPORAL_UI_PORT="28233",
         AEGIS_RAY_ATTACH="false",
         COLUMNS="200",
     )
@@ -72,7 +73,7 @@ def _stack_env(home: Path) -> dict[str, str]:
 def stack() -> Iterator[Stack]:
     home = Path(tempfile.mkdtemp(prefix="aegis-test-"))
     env = _stack_env(home)
-    s = Stack(home=home, env=env, api_url="http://127.0.0.1:18080", token="")
+    s = Stack(home=home, env=env, api_url="http://127.0.0.1:28080", token="")
     up = s.aegis("up", timeout=600)
     try:
         assert up.returncode == 0, f"aegis up failed:\n{up.stdout}\n{up.stderr}"
