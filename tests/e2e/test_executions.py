@@ -238,3 +238,27 @@ def test_up_is_idempotent(stack: Stack) -> None:
     done = stack.aegis("up")
     assert done.returncode == 0, done.stdout + done.stderr
     assert stack.client().health()["status"] == "ok"
+
+
+def test_execution_waits_for_capacity_with_the_reason_then_runs(stack: Stack) -> None:
+    c = stack.client()
+    # The test node has 2 CPUs: two executions of 1.5 CPUs cannot run at once.
+    first = submit(stack, agent_yaml("big-first", "sleep 300", cpu=1500, timeout="600s"))
+    wait_state(c, first["id"], {"RUNNING"})
+    second = submit(stack, agent_yaml("big-second", "echo second", cpu=1500))
+    deadline = time.monotonic() + 30
+    while "waiting for capacity" not in (c.get(second["id"])["reason"] or ""):
+        assert time.monotonic() < deadline, c.get(second["id"])
+        time.sleep(0.5)
+    rec = c.get(second["id"])
+    assert rec["state"] == "PENDING" and "cpu" in rec["reason"]
+    get = stack.aegis("get", second["id"])
+    assert "waiting for capacity" in get.stdout
+    c.cancel(first["id"])
+    assert wait_state(c, second["id"], {"SUCCEEDED", "FAILED"})["state"] == "SUCCEEDED"
+
+
+def test_openapi_document_lists_the_routes(stack: Stack) -> None:
+    doc = stack.client()._call("GET", "/openapi.json")
+    for path in ("/v1/executions", "/v1/executions/{execution_id}/logs", "/v1/nodes", "/health"):
+        assert path in doc["paths"]

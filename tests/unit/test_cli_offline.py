@@ -1,0 +1,47 @@
+"""CLI commands that need no cluster: validation, schemas, and the exit code for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from aegis_ray.cli.main import app
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def test_config_validate_accepts_every_shipped_example() -> None:
+    files = sorted((REPO / "examples").glob("*.yaml")) + sorted(
+        (REPO / "cluster_configs" / "nodes").glob("*.yaml")
+    )
+    assert files
+    for f in files:
+        result = runner.invoke(app, ["config", "validate", str(f)])
+        assert result.exit_code == 0, (f, result.output)
+        assert "valid" in result.output
+
+
+def test_config_validate_names_file_field_and_value_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "agent.yaml"
+    text = (REPO / "examples" / "hello-agent.yaml").read_text()
+    bad.write_text(text.replace("image_pull_policy: Never", "image_pull_policy: Sometimes"))
+    result = runner.invoke(app, ["config", "validate", str(bad)])
+    assert result.exit_code == 2
+    assert str(bad) in result.output
+    assert "spec.runtime.image_pull_policy" in result.output and "Sometimes" in result.output
+
+
+def test_config_validate_missing_file_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+
+
+def test_schema_prints_json_schema_for_both_kinds() -> None:
+    for kind, prop in (("agent", "apiVersion"), ("node", "spec")):
+        result = runner.invoke(app, ["schema", kind])
+        assert result.exit_code == 0
+        assert prop in json.loads(result.output)["properties"]
+    assert runner.invoke(app, ["schema", "robot"]).exit_code == 2
