@@ -97,10 +97,13 @@ def read_manifest(path: Path) -> str:
         fail(f"cannot read {path}: {err.strerror}", EXIT_BAD_INPUT)
 
 
-def validate_locally(path: Path) -> None:
-    """Catch a bad manifest before it travels; the server validates again with the same model."""
+def load_or_exit(path: Path) -> Any:
+    """Load and validate a manifest or NodeConfig; on failure print every problem and exit 2.
+
+    Used before a manifest travels too: the server validates again with the same model.
+    """
     try:
-        load_file(path)
+        return load_file(path)
     except ManifestError as err:
         for line in str(err).splitlines():
             err_console.print(f"[red]invalid:[/] {line}", highlight=False)
@@ -126,6 +129,12 @@ def up(
             node = parse_node_config(read_manifest(config), source=str(config))
         except ManifestError as err:
             fail(str(err), EXIT_BAD_INPUT)
+        if node.spec.node.type == "edge":
+            fail(
+                f"{config}: spec.node.type: `aegis up` starts a head (hybrid or orchestrator); "
+                "an edge node joins an existing head instead (got 'edge')",
+                EXIT_BAD_INPUT,
+            )
     settings = Settings()
     with console.status("starting") as status:
 
@@ -206,7 +215,7 @@ def submit(
     output: OutputOpt = Output.table,
 ) -> None:
     """Submit an agent manifest; with --follow, exit with the execution's status."""
-    validate_locally(file)
+    load_or_exit(file)
     rec = call(client().submit, read_manifest(file), source=str(file))
     if not follow:
         if not emit(rec, output):
@@ -335,7 +344,7 @@ def cancel(execution_id: str, output: OutputOpt = Output.table) -> None:
 @app.command()
 def plan(file: Path, output: OutputOpt = Output.table) -> None:
     """Dry run: which nodes could take this manifest, and why the others cannot."""
-    validate_locally(file)
+    load_or_exit(file)
     res = call(client().plan, read_manifest(file), source=str(file))
     if not emit(res, output):
         console.print(plan_table(res))
@@ -356,14 +365,7 @@ def nodes(output: OutputOpt = Output.table) -> None:
 @config_app.command("validate")
 def config_validate(file: Path) -> None:
     """Check an Agent manifest or a NodeConfig (kind decides) without talking to a cluster."""
-    try:
-        doc = load_file(file)
-    except ManifestError as err:
-        for line in str(err).splitlines():
-            err_console.print(f"[red]invalid:[/] {line}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except OSError as err:
-        fail(f"cannot read {file}: {err.strerror}", EXIT_BAD_INPUT)
+    doc = load_or_exit(file)
     console.print(f"[green]valid[/] {doc.kind} {doc.metadata.name} ({file})")
 
 

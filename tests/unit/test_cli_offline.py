@@ -45,3 +45,16 @@ def test_schema_prints_json_schema_for_both_kinds() -> None:
         assert result.exit_code == 0
         assert prop in json.loads(result.output)["properties"]
     assert runner.invoke(app, ["schema", "robot"]).exit_code == 2
+
+
+def test_up_refuses_an_edge_node_config(tmp_path: Path) -> None:
+    edge = tmp_path / "edge.yaml"
+    edge.write_text(
+        "apiVersion: 100monkeys.ai/v1\nkind: NodeConfig\nmetadata: {name: e}\nspec:\n"
+        "  node: {id: e1, type: worker, resources: {cpu_cores: 1, memory_gb: 1}}\n"
+        "  runtime: {orchestrator_url: 'http://127.0.0.1:8080'}\n"
+    )
+    result = runner.invoke(app, ["up", "--config", str(edge)], env={"AEGIS_HOME": str(tmp_path)})
+    assert result.exit_code == 2
+    assert "spec.node.type" in result.output and "edge" in result.output
+    assert not (tmp_path / "up.json").exists()  # nothing was started
