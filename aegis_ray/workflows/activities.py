@@ -189,52 +189,58 @@ class ExecutionActivities:
     async def run_attempt(self, inp: RunInput) -> Outcome:
         """Start the container through a launch actor in the bundle and follow it to its end."""
         rec, manifest = await self._load(inp.execution_id)
-        eid, attempt = inp.execution_id, inp.attempt
         pg = await asyncio.to_thread(get_placement_group, inp.placement_group)
-        actor = await asyncio.to_thread(_get_or_create_actor, eid, attempt, pg, inp.bundle)
+        actor = await asyncio.to_thread(
+            _get_or_create_actor, inp.execution_id, inp.attempt, pg, inp.bundle
+        )
         try:
-            started_at = rec.started_at.timestamp() if rec.state == S.RUNNING else None
-            if rec.state == S.SCHEDULED:
-                await self.store.transition(
-                    eid,
-                    to=S.STARTING,
-                    expected=[S.SCHEDULED],
-                    attempt=attempt,
-                    node_id=inp.node_id,
-                    message="starting container",
-                )
-            if rec.state in (S.SCHEDULED, S.STARTING):
-                spec = container_spec(manifest, eid, attempt, inp.timeout_s)
-                try:
-                    container_id = await _heartbeating(actor.start.remote(spec))
-                except LaunchError as err:
-                    # Ray re-raises the actor's exception wrapped; the original is its cause.
-                    cause = getattr(err, "cause", None) or err
-                    code = getattr(cause, "code", "start_failed")
-                    return Outcome(
-                        OUTCOME_FAILED, reason=f"{code}: {getattr(cause, 'message', cause)}"
-                    )
-                moved = await self.store.transition(
-                    eid,
-                    to=S.RUNNING,
-                    expected=[S.STARTING],
-                    attempt=attempt,
-                    node_id=inp.node_id,
-                    message=f"container {container_id[:12]} running",
-                )
-                if moved is None:
-                    return Outcome(OUTCOME_FAILED, reason="superseded")
-                started_at = time.time()
-            deadline = (started_at or time.time()) + inp.timeout_s
-            return await self._follow(actor, eid, attempt, deadline, inp.timeout_s)
+            outcome = await self._start_and_follow(rec, manifest, inp, actor)
         except asyncio.CancelledError:
             await _stop_quietly(actor)
-            await self._drain(actor, eid, attempt)
+            await self._drain(actor, inp.execution_id, inp.attempt)
+            await _cleanup_actor(actor)
             raise
         except RayActorError as err:
-            return Outcome(OUTCOME_LOST, reason=_lost_reason(err, inp.node_id))
-        finally:
-            await _cleanup_actor(actor)
+            outcome = Outcome(OUTCOME_LOST, reason=_lost_reason(err, inp.node_id))
+        outcome.container_removed = await _cleanup_actor(actor)
+        return outcome
+
+    async def _start_and_follow(
+        self, rec: Any, manifest: AgentManifest, inp: RunInput, actor: Any
+    ) -> Outcome:
+        eid, attempt = inp.execution_id, inp.attempt
+        started_at = rec.started_at.timestamp() if rec.state == S.RUNNING else None
+        if rec.state == S.SCHEDULED:
+            await self.store.transition(
+                eid,
+                to=S.STARTING,
+                expected=[S.SCHEDULED],
+                attempt=attempt,
+                node_id=inp.node_id,
+                message="starting container",
+            )
+        if rec.state in (S.SCHEDULED, S.STARTING):
+            spec = container_spec(manifest, eid, attempt, inp.timeout_s)
+            try:
+                container_id = await _heartbeating(actor.start.remote(spec))
+            except LaunchError as err:
+                # Ray re-raises the actor's exception wrapped; the original is its cause.
+                cause = getattr(err, "cause", None) or err
+                code = getattr(cause, "code", "start_failed")
+                return Outcome(OUTCOME_FAILED, reason=f"{code}: {getattr(cause, 'message', cause)}")
+            moved = await self.store.transition(
+                eid,
+                to=S.RUNNING,
+                expected=[S.STARTING],
+                attempt=attempt,
+                node_id=inp.node_id,
+                message=f"container {container_id[:12]} running",
+            )
+            if moved is None:
+                return Outcome(OUTCOME_FAILED, reason="superseded")
+            started_at = time.time()
+        deadline = (started_at or time.time()) + inp.timeout_s
+        return await self._follow(actor, eid, attempt, deadline, inp.timeout_s)
 
     async def _follow(
         self, actor: Any, eid: str, attempt: int, deadline: float, timeout_s: float
@@ -285,6 +291,8 @@ class ExecutionActivities:
         pg = await asyncio.to_thread(_find_pg, c.placement_group)
         if pg is not None:
             await asyncio.to_thread(remove_placement_group, pg)
+        if c.container_removed:
+            return
         if c.ray_node_id and await asyncio.to_thread(_node_alive, c.ray_node_id):
             sweep = _sweep_containers.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(c.ray_node_id, soft=False)
@@ -387,11 +395,15 @@ async def _stop_quietly(actor: Any) -> None:
         await asyncio.wait_for(actor.stop.remote(STOP_GRACE_S), STOP_GRACE_S + 10)
 
 
-async def _cleanup_actor(actor: Any) -> None:
+async def _cleanup_actor(actor: Any) -> bool:
+    """Have the actor remove its container, then end the actor; False if that did not happen."""
+    removed = False
     # The actor or its node may be gone already: the cleanup activity sweeps the node then.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(actor.cleanup.remote(), 20)
+        removed = True
     ray.kill(actor, no_restart=True)
+    return removed
 
 
 def _lost_reason(err: RayActorError, node_id: str) -> str:

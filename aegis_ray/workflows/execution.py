@@ -90,7 +90,7 @@ class ExecutionWorkflow:
                         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                         retry_policy=RetryPolicy(maximum_attempts=3),
                     )
-                    await self._cleanup(execution_id, attempt, placement)
+                    await self._cleanup(execution_id, attempt, placement, outcome.container_removed)
                 if outcome.kind == OUTCOME_LOST and attempt <= plan.max_retries:
                     await workflow.execute_activity(
                         "retry", Finish(execution_id, attempt, "PENDING", outcome.reason), **_QUICK
@@ -127,9 +127,13 @@ class ExecutionWorkflow:
             )
             return state
 
-    async def _cleanup(self, execution_id: str, attempt: int, placement: Placement) -> None:
+    async def _cleanup(
+        self, execution_id: str, attempt: int, placement: Placement, removed: bool = False
+    ) -> None:
         await workflow.execute_activity(
             "cleanup",
-            Cleanup(execution_id, attempt, placement.placement_group, placement.ray_node_id),
+            Cleanup(
+                execution_id, attempt, placement.placement_group, placement.ray_node_id, removed
+            ),
             **_QUICK,
         )

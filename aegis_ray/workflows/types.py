@@ -55,6 +55,7 @@ class Outcome:
     kind: str
     exit_code: int | None = None
     reason: str = ""
+    container_removed: bool = False  # the launch actor removed it: no sweep of the node needed
 
 
 @dataclass
@@ -72,3 +73,4 @@ class Cleanup:
     attempt: int
     placement_group: str
     ray_node_id: str
+    container_removed: bool = False
