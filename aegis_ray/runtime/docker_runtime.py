@@ -8,6 +8,7 @@ only writable place is a small tmpfs at /tmp.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import math
@@ -50,6 +51,8 @@ MAX_LINES_PER_POLL = 5000
 MAX_BUFFERED_LINES = 100_000
 # A line longer than this is cut, so a stream without newlines cannot grow without bound.
 MAX_LINE_BYTES = 1 << 20
+# How long a line waits for earlier lines of the other stream before a poll hands it out.
+REORDER_WINDOW_S = 0.25
 # After the container exits, how long the log readers get to reach the end of the logs.
 READER_WAIT_PER_POLL_S = 1.0
 READER_GIVE_UP_S = 15.0
@@ -57,14 +60,15 @@ READER_GIVE_UP_S = 15.0
 _TS = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
-def _parse_ts(raw: bytes) -> float | None:
-    """Docker's RFC 3339 timestamp with nanoseconds -> unix seconds."""
+def _parse_stamp(raw: bytes) -> tuple[bytes, float] | None:
+    """Docker's RFC 3339 timestamp with nanoseconds -> (sortable key, unix seconds)."""
     m = _TS.match(raw)
     if m is None:
         return None
     zone = "+00:00" if m.group(3) == b"Z" else m.group(3).decode()
     base = datetime.fromisoformat(m.group(1).decode() + zone).timestamp()
-    return base + (float(b"0." + m.group(2)) if m.group(2) else 0.0)
+    frac = m.group(2) or b"0"
+    return m.group(1) + b"." + frac.ljust(9, b"0"), base + float(b"0." + frac)
 
 
 class _LogBuffer:
@@ -82,20 +86,30 @@ class _LogBuffer:
                 self._lines.popleft()
                 self._dropped += 1
 
-    def drain(self, limit: int) -> tuple[list[LogLine], bool]:
-        """Up to ``limit`` lines in time order, and whether more are waiting."""
+    def drain(self, limit: int, *, settled: bool) -> tuple[list[LogLine], bool]:
+        """Up to ``limit`` lines in time order, and whether more are waiting.
+
+        The two readers run independently, so a stderr line may arrive after a later stdout
+        line: unless ``settled`` (both readers finished), lines younger than the reorder
+        window stay buffered until the other reader had the time to catch up.
+        """
         with self._lock:
-            out: list[LogLine] = []
+            # Each stream is in order already; a stable sort by engine time interleaves them.
+            lines = sorted(self._lines, key=lambda ln: ln.ts)
+            cut = len(lines)
+            if not settled:
+                cut = bisect.bisect_right(lines, time.time() - REORDER_WINDOW_S, key=_ts)
+            n = min(cut, limit)
+            out, self._lines = lines[:n], deque(lines[n:])
             if self._dropped:
                 text = f"[aegis] {self._dropped} log lines dropped: nobody collected them in time"
-                out.append(LogLine(time.time(), "stderr", text))
+                out.insert(0, LogLine(time.time(), "stderr", text))
                 self._dropped = 0
-            while self._lines and len(out) < limit:
-                out.append(self._lines.popleft())
-            more = bool(self._lines)
-        # Each stream is in order already; a stable sort by engine time interleaves the two.
-        out.sort(key=lambda ln: ln.ts)
-        return out, more
+            return out, bool(self._lines)
+
+
+def _ts(line: LogLine) -> float:
+    return line.ts
 
 
 class _LogFollower:
@@ -128,16 +142,24 @@ class _LogFollower:
         return self.done
 
     def _follow(self, api: Any, container_id: str, stream: str) -> None:
+        which = {"stdout": stream == "stdout", "stderr": stream == "stderr", "timestamps": True}
+        last_key, at_last_key, last_ts = b"", set[str](), 0.0
         try:
-            frames = api.logs(
-                container_id,
-                stdout=stream == "stdout",
-                stderr=stream == "stderr",
-                stream=True,
-                follow=True,
-                timestamps=True,
-            )
-            for ts, text in _lines_of(frames):
+            frames = api.logs(container_id, stream=True, follow=True, **which)
+            for key, ts, text in _lines_of(frames, flush_partial=False):
+                self.buffer.append(LogLine(ts, stream, text))
+                if key != last_key:
+                    last_key, at_last_key = key, set()
+                at_last_key.add(text)
+                last_ts = ts
+            # The engine may end a follow before it has written a container's last output
+            # (an unterminated last line always): once it stopped, read on from the last line.
+            api.wait(container_id)
+            since = last_ts - 0.001 if last_ts else None
+            rest = api.logs(container_id, stream=True, follow=False, since=since, **which)
+            for key, ts, text in _lines_of(rest):
+                if key < last_key or (key == last_key and text in at_last_key):
+                    continue
                 self.buffer.append(LogLine(ts, stream, text))
         except NotFound:
             pass  # removed while we read: nothing more will come
@@ -146,31 +168,34 @@ class _LogFollower:
             log.warning("container %s: %s", container_id[:12], self.error)
 
 
-def _lines_of(frames: Iterator[bytes]) -> Iterator[tuple[float, str]]:
-    """Turn the engine's log frames (one message each, "<timestamp> <text>") into lines.
+def _lines_of(
+    frames: Iterator[bytes], *, flush_partial: bool = True
+) -> Iterator[tuple[bytes, float, str]]:
+    """Turn the engine's log messages ("<timestamp> <text>") into (stamp key, ts, line).
 
     The engine splits lines over 16 KiB into several messages, each with its own timestamp and
-    only the last ending in a newline; those are joined again here.
+    only the last ending in a newline; those are joined again here, under the first stamp. A
+    last line without a newline is yielded only with ``flush_partial``.
     """
     pending = b""
-    pending_ts: float | None = None
+    first: tuple[bytes, float] | None = None
     for frame in frames:
         stamp, sep, body = frame.partition(b" ")
-        ts = _parse_ts(stamp) if sep else None
-        if ts is None:  # no timestamp prefix: keep the frame whole
-            ts, body = time.time(), frame
-        if pending_ts is None:
-            pending_ts = ts
+        parsed = _parse_stamp(stamp) if sep else None
+        if parsed is None:  # no timestamp prefix: keep the frame whole
+            parsed, body = (b"", time.time()), frame
+        start = first or parsed  # a line carries the stamp of its first piece
         pending += body
         while b"\n" in pending:
             line, _, pending = pending.partition(b"\n")
-            yield pending_ts, _text(line)
-            pending_ts = ts if pending else None
+            yield start[0], start[1], _text(line)
+            start = parsed
+        first = start if pending else None
         if len(pending) > MAX_LINE_BYTES:
-            yield pending_ts, _text(pending)
-            pending, pending_ts = b"", None
-    if pending and pending_ts is not None:  # last line printed without a newline
-        yield pending_ts, _text(pending)
+            yield start[0], start[1], _text(pending)
+            pending, first = b"", None
+    if pending and first is not None and flush_partial:
+        yield first[0], first[1], _text(pending)
 
 
 def _text(raw: bytes) -> str:
@@ -355,20 +380,22 @@ class DockerRuntime:
         try:
             state = self.client.api.inspect_container(container_id)["State"]
         except NotFound:
-            lines, _ = follower.buffer.drain(MAX_LINES_PER_POLL)
+            follower.wait(READER_WAIT_PER_POLL_S)
+            # Last poll of this container: hand out everything that is left.
+            lines, _ = follower.buffer.drain(MAX_BUFFERED_LINES + 1, settled=True)
             with self._lock:
                 self._followers.pop(container_id, None)
             return PollResult(
                 lines, False, None, error=f"container {container_id[:12]} no longer exists"
             )
         if state["Status"] not in ("exited", "dead"):
-            lines, _ = follower.buffer.drain(MAX_LINES_PER_POLL)
+            lines, _ = follower.buffer.drain(MAX_LINES_PER_POLL, settled=False)
             return PollResult(lines, True, None)
         if follower.exited_seen_at is None:
             follower.exited_seen_at = time.monotonic()
         finished = follower.wait(READER_WAIT_PER_POLL_S)
         gave_up = time.monotonic() - follower.exited_seen_at > READER_GIVE_UP_S
-        lines, more = follower.buffer.drain(MAX_LINES_PER_POLL)
+        lines, more = follower.buffer.drain(MAX_LINES_PER_POLL, settled=finished or gave_up)
         if more or not (finished or gave_up):
             return PollResult(lines, True, None)
         error = state.get("Error") or follower.error

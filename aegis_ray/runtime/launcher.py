@@ -166,6 +166,10 @@ def launch_actor_options(
         ),
         "max_restarts": 0,
         "max_task_retries": 0,
+        # Outlives a restart of the worker process that created it, so that a retried activity
+        # finds the running container again by the actor's name; the placement group's
+        # removal (always done after an attempt) ends it.
+        "lifetime": "detached",
         "max_concurrency": MAX_CONCURRENCY,
     }
     if name is not None:
