@@ -160,10 +160,14 @@ def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
 
 def deploy_control_plane(settings: Settings, state: UpState) -> None:
     """Deploy serve/aegis.yaml's application with this node's addresses filled in."""
+    import logging
+
     from ray import serve
 
     from aegis_ray.api.deployment import build_app
 
+    # Serve narrates each step on the CLI's terminal; our own progress lines say enough.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
     cfg = serve_config()
     serve.start(
         http_options={"host": settings.api_host, "port": settings.api_port},
