@@ -265,3 +265,14 @@ def test_missing_executable_ends_the_attempt_with_a_reason(
     lines, result = run_to_end(runtime, runtime.start(spec))
     assert result.exit_code == 127
     assert any("no-such-agent" in ln.text for ln in lines if ln.stream == "stderr")
+
+
+def test_engine_not_running_gives_docker_unavailable_with_the_address(
+    monkeypatch: pytest.MonkeyPatch, image: str
+) -> None:
+    # A Docker engine that is not running looks like this socket: nothing listens on it.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/aegis-no-docker-here.sock")
+    with pytest.raises(LaunchError) as err:
+        DockerRuntime().ensure_image(make_spec(image, "true"))
+    assert err.value.code == "docker_unavailable"
+    assert "Docker engine not reachable" in err.value.message
