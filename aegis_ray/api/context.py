@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from aegis_ray.store.db import StoreUnavailable, connect
 from aegis_ray.store.executions import ExecutionStore
+from aegis_ray.store.nodes import NodeStore
 from aegis_ray.store.tokens import TokenStore
 
 
@@ -30,6 +31,9 @@ class ControlPlaneConfig:
     temporal_namespace: str = "default"
     task_queue: str = "aegis-executions"
     implicit_head: bool = False
+    # Handed to nodes that join with a valid join token, so that their raylet can authenticate.
+    ray_auth_mode: str = "disabled"
+    ray_token_path: str | None = None
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ControlPlaneConfig:
@@ -59,6 +63,9 @@ class Connections:
 
     async def tokens(self) -> TokenStore:
         return TokenStore(await self.pool())
+
+    async def nodes(self) -> NodeStore:
+        return NodeStore(await self.pool())
 
     async def temporal(self) -> Client:
         if self._temporal is None:

@@ -35,6 +35,7 @@ class ExecutionWorker:
 
         from aegis_ray.store.db import connect
         from aegis_ray.store.executions import ExecutionStore
+        from aegis_ray.store.nodes import NodeStore
         from aegis_ray.workflows.activities import ExecutionActivities
         from aegis_ray.workflows.execution import ExecutionWorkflow
 
@@ -43,7 +44,7 @@ class ExecutionWorker:
         client = await Client.connect(
             self.config.temporal_address, namespace=self.config.temporal_namespace
         )
-        activities = ExecutionActivities(ExecutionStore(pool))
+        activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool))
         from datetime import timedelta
 
         self.worker = Worker(

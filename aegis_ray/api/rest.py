@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aegis_ray import __version__
-from aegis_ray.api.auth import Caller, TokenCache, bearer
+from aegis_ray.api.auth import Caller
 from aegis_ray.api.context import Connections, TemporalUnavailable
-from aegis_ray.cluster.ray_state import cluster_view
+from aegis_ray.api.deps import CallerDep, ConnsDep
+from aegis_ray.api.nodes import install_node_routes, live_view
 from aegis_ray.models.execution import TERMINAL_STATES, ExecutionState
 from aegis_ray.models.loading import ManifestError, parse_agent
 from aegis_ray.placement.bundle import demand_of
@@ -40,31 +41,6 @@ def create_app() -> FastAPI:
     _install_error_handlers(app)
     _install_routes(app)
     return app
-
-
-def conns(request: Request) -> Connections:
-    c: Connections = request.app.state.connections
-    return c
-
-
-async def caller(request: Request) -> Caller:
-    secret = bearer(request)
-    cache: TokenCache = request.app.state.token_cache
-    hit = cache.get(secret)
-    if hit is not None:
-        return hit
-    record = await (await conns(request).tokens()).verify(secret)
-    if record is None or record.role not in ("admin", "user"):
-        raise HTTPException(
-            401, {"error": "unauthenticated", "message": "invalid, expired or revoked token"}
-        )
-    who = Caller(tenant_id=record.tenant_id, role=record.role)
-    cache.put(secret, who)
-    return who
-
-
-CallerDep = Annotated[Caller, Depends(caller)]
-ConnsDep = Annotated[Connections, Depends(conns)]
 
 
 def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
@@ -156,10 +132,10 @@ def _install_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every
 
     @app.post("/v1/plan", tags=["executions"])
     async def plan_manifest(
-        request: Request, who: CallerDep, source: str = "<request>"
+        request: Request, who: CallerDep, c: ConnsDep, source: str = "<request>"
     ) -> dict[str, Any]:
         manifest = await _read_manifest(request, source)
-        view = await asyncio.to_thread(cluster_view)
+        view = await live_view(c)
         return plan_body(plan(demand_of(manifest), view.nodes))
 
     @app.post("/v1/executions", status_code=201, tags=["executions"])
@@ -167,7 +143,7 @@ def _install_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every
         request: Request, who: CallerDep, c: ConnsDep, source: str = "<request>"
     ) -> dict[str, Any]:
         manifest = await _read_manifest(request, source)
-        view = await asyncio.to_thread(cluster_view)
+        view = await live_view(c)
         result = plan(demand_of(manifest), view.nodes)
         if not result.feasible:
             raise HTTPException(
@@ -288,10 +264,7 @@ def _install_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every
         await (await c.executions()).add_event(rec.id, kind="info", message="cancel requested")
         return {"id": str(rec.id), "state": rec.state.value, "cancel_requested": True}
 
-    @app.get("/v1/nodes", tags=["cluster"])
-    async def nodes(who: CallerDep) -> dict[str, Any]:
-        view = await asyncio.to_thread(cluster_view)
-        return {"items": [_node_dict(n) for n in view.nodes], "implicit_head": view.implicit_head}
+    install_node_routes(app)
 
 
 def _parse_cursor(before: str | None) -> tuple[Any, uuid.UUID | None]:
@@ -313,27 +286,6 @@ def _with_plan(body: dict[str, Any], result: PlanResult) -> dict[str, Any]:
     if not result.fits_now:
         body["waiting"] = result.summary()
     return body
-
-
-def _node_dict(n: Any) -> dict[str, Any]:
-    def cap(c: Any) -> dict[str, Any]:
-        return {
-            "cpu_millis": c.cpu_millis,
-            "memory_bytes": c.memory_bytes,
-            "disk_bytes": c.disk_bytes,
-            "gpu": c.gpu,
-            "slots": c.slots,
-        }
-
-    return {
-        "node_id": n.node_id,
-        "ray_node_id": n.ray_node_id,
-        "role": n.role,
-        "status": n.status,
-        "tags": sorted(n.tags),
-        "total": cap(n.total),
-        "free": cap(n.free),
-    }
 
 
 async def _follow(

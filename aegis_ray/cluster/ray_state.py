@@ -31,6 +31,15 @@ class ClusterView:
         out[HEAD_MARKER] = MARKER_AMOUNT
         return out
 
+    def selector_for(self, node_ids: list[str]) -> dict[str, str] | None:
+        """Label selector restricting a bundle to these aegis nodes (none for the implicit head,
+        which carries no aegis labels)."""
+        if self.implicit_head or not node_ids:
+            return None
+        from aegis_ray.cluster.registry import eligible_selector
+
+        return eligible_selector(node_ids)
+
 
 def is_aegis_node(resources: dict[str, float]) -> bool:
     return R.EXECUTOR in resources or R.ORCHESTRATOR in resources
@@ -70,3 +79,15 @@ def _as_implicit_hybrid(
 
 
 __all__ = ["Capacity", "ClusterView", "cluster_view", "control_plane_resources", "HEAD_MARKER"]
+
+
+async def live_cluster(node_store: Any) -> ClusterView:
+    """Ray's live nodes merged with the registry: drained nodes show as draining, lost as down."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from aegis_ray.cluster.registry import merge
+
+    view = await asyncio.to_thread(cluster_view)
+    records = await node_store.list()
+    return replace(view, nodes=merge(view.nodes, records, now=datetime.now(UTC)))

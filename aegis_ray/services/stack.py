@@ -155,6 +155,8 @@ def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
         "temporal_namespace": settings.temporal_namespace,
         "task_queue": settings.task_queue,
         "implicit_head": state.implicit_head,
+        "ray_auth_mode": state.ray_auth_mode,
+        "ray_token_path": state.ray_token_path,
     }
 
 

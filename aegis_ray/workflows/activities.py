@@ -27,7 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from aegis_ray.cluster.ray_state import cluster_view
+from aegis_ray.cluster.ray_state import live_cluster
 from aegis_ray.models.agent import AgentManifest
 from aegis_ray.models.execution import TERMINAL_STATES, ExecutionState
 from aegis_ray.models.loading import parse_agent
@@ -36,6 +36,7 @@ from aegis_ray.placement.fit import plan
 from aegis_ray.runtime.container import ContainerSpec, LaunchError, PollResult
 from aegis_ray.runtime.launcher import LaunchActor, launch_actor_options
 from aegis_ray.store.executions import ExecutionStore
+from aegis_ray.store.nodes import NodeStore
 from aegis_ray.workflows.types import (
     OUTCOME_FAILED,
     OUTCOME_LOST,
@@ -100,8 +101,9 @@ def container_spec(
 
 
 class ExecutionActivities:
-    def __init__(self, store: ExecutionStore) -> None:
+    def __init__(self, store: ExecutionStore, nodes: NodeStore) -> None:
         self.store = store
+        self.nodes = nodes
 
     async def _load(self, execution_id: str) -> tuple[Any, AgentManifest]:
         rec = await self.store.get(execution_id, tenant_id=None)
@@ -127,10 +129,13 @@ class ExecutionActivities:
         if rec.state in TERMINAL_STATES or rec.attempt != ref.attempt:
             return Placement(ref.execution_id, ref.attempt, False, reason="superseded")
         demand = demand_of(manifest)
-        view = await asyncio.to_thread(cluster_view)
+        view = await live_cluster(self.nodes)
         bundle = view.bundle_for(bundle_of(demand))
         name = pg_name(ref.execution_id, ref.attempt)
-        pg = await asyncio.to_thread(_get_or_create_pg, name, bundle)
+        # Only nodes that are ready and could hold it: never a drained, down or unfit node.
+        eligible = plan(demand, view.nodes)
+        selector = view.selector_for(eligible.fits_now + eligible.fits_later)
+        pg = await asyncio.to_thread(_get_or_create_pg, name, bundle, selector)
         never_since: float | None = None
         last_reason = 0.0
         try:
@@ -139,7 +144,7 @@ class ExecutionActivities:
                 if time.monotonic() - last_reason < REASON_REFRESH_S:
                     continue
                 last_reason = time.monotonic()
-                view = await asyncio.to_thread(cluster_view)
+                view = await live_cluster(self.nodes)
                 result = plan(demand, view.nodes)
                 await self.store.set_reason(ref.execution_id, result.summary(), attempt=ref.attempt)
                 if result.feasible:
@@ -340,12 +345,18 @@ def _allowed(frm: ExecutionState, to: ExecutionState) -> bool:
     return can_transition(frm, to)
 
 
-def _get_or_create_pg(name: str, bundle: dict[str, float]) -> Any:
+def _get_or_create_pg(name: str, bundle: dict[str, float], selector: dict[str, str] | None) -> Any:
     existing = _find_pg(name)
     if existing is not None:
         return existing
     # Detached and named: survives a restart of the worker that created it, and can be found.
-    return placement_group([bundle], strategy="STRICT_PACK", name=name, lifetime="detached")
+    return placement_group(
+        [bundle],
+        strategy="STRICT_PACK",
+        name=name,
+        lifetime="detached",
+        bundle_label_selector=[selector] if selector else None,
+    )
 
 
 def _find_pg(name: str) -> Any:
