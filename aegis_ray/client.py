@@ -106,3 +106,19 @@ class AegisClient:
 
     def nodes(self) -> Any:
         return self._call("GET", "/v1/nodes")
+
+    def node(self, node_id: str) -> Any:
+        return self._call("GET", f"/v1/nodes/{node_id}")
+
+    def drain(self, node_id: str) -> Any:
+        return self._call("POST", f"/v1/nodes/{node_id}/drain")
+
+    def undrain(self, node_id: str) -> Any:
+        return self._call("POST", f"/v1/nodes/{node_id}/undrain")
+
+    def cluster_status(self) -> Any:
+        return self._call("GET", "/v1/cluster/status")
+
+    def create_token(self, *, role: str, ttl_s: float, description: str = "") -> Any:
+        body = {"role": role, "ttl_s": ttl_s, "description": description}
+        return self._call("POST", "/v1/tokens", json=body)

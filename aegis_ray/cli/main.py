@@ -42,6 +42,10 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+node_app = typer.Typer(help="Start, stop and drain the nodes of a cluster.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+token_app = typer.Typer(help="Issue API and join tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table (default), json or yaml")]
 
@@ -62,7 +66,17 @@ def client() -> AegisClient:
             "or set AEGIS_API_TOKEN",
             EXIT_AUTH,
         )
-    return AegisClient(settings.api_base_url, token)
+    return AegisClient(api_url(settings), token)
+
+
+def api_url(settings: Settings) -> str:
+    """AEGIS_API_URL if set, else where `aegis up` / `aegis node start` put the API here."""
+    if settings.api_url:
+        return settings.api_url
+    from aegis_ray.services.stack import UpState
+
+    state = UpState.load(settings.state_path)
+    return state.api_url if state and state.api_url else settings.api_base_url
 
 
 def call(fn: Any, *args: Any, **kw: Any) -> Any:
@@ -195,7 +209,7 @@ def status(output: OutputOpt = Output.table) -> None:
         if state.dashboard_url:
             console.print(f"Dashboard  {state.dashboard_url}")
     colour = "green" if health.get("status") == "ok" else "red"
-    console.print(f"API        {settings.api_base_url} [{colour}]{health.get('status')}[/]")
+    console.print(f"API        {api_url(settings)} [{colour}]{health.get('status')}[/]")
     for key in ("database", "temporal"):
         if key in health:
             console.print(f"  {key}: {health[key]}")
@@ -357,6 +371,104 @@ def nodes(output: OutputOpt = Output.table) -> None:
     items = call(client().nodes)["items"]
     if not emit(items, output):
         console.print(nodes_table(items))
+
+
+# ---------------------------------------------------------------- nodes and tokens
+
+
+def read_node_config(path: Path) -> Any:
+    doc = load_or_exit(path)
+    if doc.kind != "NodeConfig":
+        fail(f"{path}: kind: expected NodeConfig (got {doc.kind!r})", EXIT_BAD_INPUT)
+    return doc
+
+
+@node_app.command("start")
+def node_start(
+    config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
+    join_token: Annotated[
+        str | None, typer.Option(envvar="AEGIS_JOIN_TOKEN", help="edge nodes: a join token")
+    ] = None,
+    ray_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="extra `ray start` argument (repeatable), e.g. ports"),
+    ] = None,
+) -> None:
+    """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
+    edge = a Ray worker node that registers with the orchestrator named in its config."""
+    from aegis_ray.services.stack import JoinRefused, join_edge
+    from aegis_ray.services.stack import up as stack_up
+
+    node = read_node_config(config)
+    settings = Settings()
+    settings.api_host, settings.api_port = node.spec.api.bind, node.spec.api.rest_port
+
+    def say(step: str) -> None:
+        console.print(f"[dim]·[/] {step}", highlight=False)
+
+    kind = node.spec.node.type.value
+    if kind == "edge" and not join_token:
+        fail(
+            "an edge node needs a join token: --join-token or AEGIS_JOIN_TOKEN "
+            "(issue one on the orchestrator with `aegis token create --join`)",
+            EXIT_AUTH,
+        )
+    try:
+        if kind == "edge":
+            assert join_token is not None
+            state = join_edge(settings, node, join_token, say, ray_args=ray_arg or [])
+            console.print(f"[green]edge {state.node_id} joined[/] {state.ray_address}")
+        else:
+            head = stack_up(settings, node, say)
+            console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
+    except JoinRefused as err:
+        fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)
+    except (RuntimeError, TimeoutError, OSError) as err:
+        fail(f"node start failed: {err}", EXIT_UNAVAILABLE)
+
+
+@node_app.command("stop")
+def node_stop(config: Annotated[Path, typer.Option(help="this node's NodeConfig")]) -> None:
+    """Stop this machine's node (what `aegis node start` started for that config)."""
+    from aegis_ray.services.stack import down as stack_down
+    from aegis_ray.services.stack import stop_edge
+
+    node = read_node_config(config)
+    settings = Settings()
+    if node.spec.node.type.value == "edge":
+        stopped = stop_edge(settings, node.spec.node.id)
+        console.print("stopped" if stopped else "nothing was running")
+        return
+    stack_down(settings, lambda s: console.print(f"[dim]·[/] stopping {s}"))
+
+
+@node_app.command("drain")
+def node_drain(node_id: str) -> None:
+    """Give a node no new work; what runs there finishes."""
+    call(client().drain, node_id)
+    console.print(f"{node_id} draining")
+
+
+@node_app.command("undrain")
+def node_undrain(node_id: str) -> None:
+    """Make a drained node take new work again."""
+    call(client().undrain, node_id)
+    console.print(f"{node_id} ready")
+
+
+@token_app.command("create")
+def token_create(
+    join: Annotated[bool, typer.Option("--join", help="a join token for nodes")] = False,
+    ttl: Annotated[float, typer.Option(help="lifetime in seconds")] = 3600.0,
+    description: str = "",
+    output: OutputOpt = Output.table,
+) -> None:
+    """Issue a token (admin only): `--join` for nodes, else a user token for the API."""
+    res = call(
+        client().create_token, role="join" if join else "user", ttl_s=ttl, description=description
+    )
+    if not emit(res, output):
+        print(res["token"])
 
 
 # ---------------------------------------------------------------- configuration

@@ -118,6 +118,37 @@ def start_head(
     return running_local_cluster() or f"127.0.0.1:{port}", proc.pid
 
 
+def start_worker(
+    args: RayStartArgs, *, address: str, auth: RayAuth, extra_args: list[str], log_path: Path
+) -> int:
+    """`ray start --address` for a worker node in a Unix session of its own; returns the session
+    id (see `start_head`)."""
+    cmd = [
+        ray_cli(),
+        "start",
+        f"--address={address}",
+        f"--object-store-memory={OBJECT_STORE_BYTES}",
+        "--disable-usage-stats",
+        *args.cli_args(),
+        *extra_args,
+    ]
+    env = os.environ | auth.env()
+    env.pop("RAY_AUTH_TOKEN", None)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        returncode = proc.wait(timeout=180)
+    if returncode != 0:
+        tail = log_path.read_text()[-2000:]
+        stop_session(proc.pid)
+        raise RuntimeError(f"`ray start --address={address}` failed (exit {returncode}):\n{tail}")
+    return proc.pid
+
+
 def session_pids(sid: int) -> list[int]:
     out = []
     for pid in psutil.pids():

@@ -255,3 +255,106 @@ def _remove_control_plane(state: UpState) -> None:
 
     ray_head.connect(state.ray_address, state.auth)
     serve.delete(SERVE_APP)
+
+
+# ---------------------------------------------------------------- edge nodes
+
+
+@dataclass
+class EdgeState:
+    node_id: str
+    api_url: str
+    ray_address: str
+    ray_session: int
+    ray_auth_mode: str
+
+    @staticmethod
+    def path(settings: Settings, node_id: str) -> Path:
+        return settings.home / "nodes" / f"{node_id}.json"
+
+    def save(self, settings: Settings) -> None:
+        p = self.path(settings, self.node_id)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, settings: Settings, node_id: str) -> EdgeState | None:
+        p = cls.path(settings, node_id)
+        return cls(**json.loads(p.read_text())) if p.exists() else None
+
+
+class JoinRefused(RuntimeError):
+    pass
+
+
+def join_edge(
+    settings: Settings, node: NodeConfig, join_token: str, say: Say, *, ray_args: list[str]
+) -> EdgeState:
+    """Register with the orchestrator, then start a raylet that joins its Ray cluster.
+
+    The orchestrator answers a valid join token with the Ray address and, in token mode, the
+    Ray token this raylet needs; a node without a valid join token learns neither.
+    """
+    node_id = node.spec.node.id
+    existing = EdgeState.load(settings, node_id)
+    if existing and ray_head.session_pids(existing.ray_session):
+        say(f"edge {node_id} already running")
+        return existing
+    api_url = str(node.spec.runtime.orchestrator_url).rstrip("/")
+    say(f"registering {node_id} with {api_url}")
+    joined = _register(api_url, join_token, node)
+    ray_info = joined["ray"]
+    auth = ray_head.RayAuth("disabled")
+    if ray_info.get("auth_mode") == "token":
+        token_path = settings.home / "nodes" / node_id / "ray_auth_token"
+        token_path.parent.mkdir(parents=True, exist_ok=True)
+        token_path.write_text(ray_info["token"])
+        token_path.chmod(0o600)
+        auth = ray_head.RayAuth("token", str(token_path))
+    say(f"Ray worker node joining {ray_info['address']}")
+    session = ray_head.start_worker(
+        ray_start_args(node),
+        address=ray_info["address"],
+        auth=auth,
+        extra_args=ray_args,
+        log_path=settings.logs_dir / f"ray-{node_id}.log",
+    )
+    state = EdgeState(node_id, api_url, ray_info["address"], session, auth.mode)
+    state.save(settings)
+    return state
+
+
+def _register(api_url: str, join_token: str, node: NodeConfig) -> dict[str, Any]:
+    import socket
+
+    body = {
+        "node": node.spec.node.model_dump(mode="json"),
+        "address": socket.gethostname(),
+        "version": aegis_ray.__version__,
+    }
+    try:
+        r = httpx.post(
+            f"{api_url}/v1/nodes/register",
+            json=body,
+            headers={"Authorization": f"Bearer {join_token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as err:
+        raise JoinRefused(f"orchestrator at {api_url} not reachable: {err}") from err
+    if r.status_code != 200:
+        try:
+            message = r.json().get("message", r.text)
+        except ValueError:
+            message = r.text
+        raise JoinRefused(f"orchestrator refused the join (HTTP {r.status_code}): {message}")
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def stop_edge(settings: Settings, node_id: str) -> bool:
+    state = EdgeState.load(settings, node_id)
+    if state is None:
+        return False
+    ray_head.stop_session(state.ray_session)
+    EdgeState.path(settings, node_id).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,230 @@
+"""One orchestrator and two edges, each started with `aegis node start`, as separate raylets on
+this host (own ports, own AEGIS_HOME): placement by tags and resources across nodes.
+
+Runs before the session's single-node stack (files run in name order) so that only one Ray
+cluster is up at a time on this small machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aegis_ray.client import AegisClient, ApiError
+from aegis_ray.services import ray_head
+from aegis_ray.services.stack import EdgeState
+from aegis_ray.settings import Settings
+from tests.e2e.conftest import Stack
+from tests.e2e.manifests import agent_yaml
+from tests.e2e.test_executions import wait_state
+
+pytestmark = pytest.mark.e2e
+API_PORT = 48080
+
+
+def node_config(node_id: str, kind: str, tags: list[str], cpu: int, gpu: bool = False) -> str:
+    runtime = f"  runtime: {{orchestrator_url: 'http://127.0.0.1:{API_PORT}'}}\n"
+    api = f"  api: {{bind: 127.0.0.1, rest_port: {API_PORT}}}\n"
+    return textwrap.dedent(
+        f"""\
+        apiVersion: 100monkeys.ai/v1
+        kind: NodeConfig
+        metadata: {{name: {node_id}}}
+        spec:
+          node:
+            id: {node_id}
+            type: {kind}
+            tags: {tags}
+            resources: {{cpu_cores: {cpu}, memory_gb: 2, disk_gb: 10, gpu: {str(gpu).lower()}}}
+        """
+    ) + (runtime if kind == "edge" else api)
+
+
+def edge_ports(base: int) -> list[str]:
+    """Ports of an extra raylet on this host, clear of the head's and of each other's."""
+    return [
+        f"--ray-arg=--node-manager-port={base}",
+        f"--ray-arg=--object-manager-port={base + 1}",
+        f"--ray-arg=--dashboard-agent-grpc-port={base + 2}",
+        f"--ray-arg=--dashboard-agent-listen-port={base + 3}",
+        f"--ray-arg=--metrics-export-port={base + 4}",
+        f"--ray-arg=--runtime-env-agent-port={base + 5}",
+        f"--ray-arg=--min-worker-port={base + 10}",
+        f"--ray-arg=--max-worker-port={base + 400}",
+    ]
+
+
+@dataclass
+class Cluster:
+    orch: Stack
+    edges: dict[str, Stack]  # node id -> the edge's own home and env
+    configs: dict[str, Path]
+    join_token: str
+
+    def client(self) -> AegisClient:
+        return self.orch.client()
+
+    def ray_node_of(self, node_id: str) -> str:
+        nodes = {n["node_id"]: n for n in self.client().nodes()["items"]}
+        return nodes[node_id]["ray_node_id"]
+
+
+def _stack(prefix: str, **env: str) -> Stack:
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
+    base |= {"AEGIS_HOME": str(home), "AEGIS_RAY_ATTACH": "false", "COLUMNS": "200"} | env
+    return Stack(home=home, env=base, api_url=f"http://127.0.0.1:{API_PORT}", token="")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    orch = _stack(
+        "aegis-orch-",
+        AEGIS_RAY_PORT="46379",
+        AEGIS_RAY_DASHBOARD_PORT="48265",
+        AEGIS_POSTGRES_PORT="45432",
+        AEGIS_TEMPORAL_PORT="47233",
+        AEGIS_TEMPORAL_UI_PORT="48233",
+    )
+    configs = {}
+    for node_id, kind, tags, gpu in (
+        ("orch-1", "orchestrator", ["primary"], False),
+        ("edge-gpu", "edge", ["gpu"], True),
+        ("edge-cpu", "edge", ["cpu"], False),
+    ):
+        path = orch.home / f"{node_id}.yaml"
+        path.write_text(node_config(node_id, kind, tags, cpu=1 if kind == "edge" else 2, gpu=gpu))
+        configs[node_id] = path
+    edges = {"edge-gpu": _stack("aegis-edge-gpu-"), "edge-cpu": _stack("aegis-edge-cpu-")}
+    started: list[tuple[Stack, Path]] = []
+    try:
+        up = orch.aegis("node", "start", "--config", str(configs["orch-1"]), timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        started.append((orch, configs["orch-1"]))
+        orch.token = (orch.home / "admin.token").read_text().strip()
+        token = orch.aegis("token", "create", "--join", check=True).stdout.strip()
+        for i, (node_id, edge) in enumerate(edges.items()):
+            done = edge.aegis(
+                "node", "start", "--config", str(configs[node_id]), "--join-token", token,
+                *edge_ports(41000 + 1000 * i), timeout=300,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            started.append((edge, configs[node_id]))
+            edge.token = orch.token
+        c = Cluster(orch, edges, configs, token)
+        _wait_ready(c, {"orch-1", "edge-gpu", "edge-cpu"})
+        yield c
+    finally:
+        for stack, config in reversed(started):
+            stack.aegis("node", "stop", "--config", str(config), timeout=300)
+        for stack in (orch, *edges.values()):
+            shutil.rmtree(stack.home, ignore_errors=True)
+
+
+def _wait_ready(c: Cluster, ids: set[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = {n["node_id"] for n in c.client().nodes()["items"] if n["status"] == "ready"}
+        if ids <= ready:
+            return
+        assert time.monotonic() < deadline, f"not ready: {ids - ready}"
+        time.sleep(1)
+
+
+def test_gpu_manifest_always_lands_on_the_gpu_edge(cluster: Cluster) -> None:
+    c = cluster.client()
+    gpu_ray_node = cluster.ray_node_of("edge-gpu")
+    text = agent_yaml("wants-gpu", "echo on-gpu").replace(
+        "    timeout: 60s", "    timeout: 60s\n    target_tags: [gpu]"
+    )
+    for _ in range(3):
+        rec = wait_state(c, c.submit(text, source="gpu.yaml")["id"], {"SUCCEEDED", "FAILED"})
+        assert rec["state"] == "SUCCEEDED" and rec["node_id"] == "edge-gpu"
+        (attempt,) = rec["attempts"] if "attempts" in rec else c.get(rec["id"])["attempts"]
+        assert attempt["ray_node_id"] == gpu_ray_node  # where the launch actor really ran
+
+
+def test_orchestrator_never_runs_a_container(cluster: Cluster) -> None:
+    c = cluster.client()
+    ids = [c.submit(agent_yaml("anywhere", "true"), source="a.yaml")["id"] for _ in range(4)]
+    nodes = {wait_state(c, i, {"SUCCEEDED", "FAILED"})["node_id"] for i in ids}
+    assert nodes <= {"edge-gpu", "edge-cpu"}
+    planned = c.plan(agent_yaml("anywhere", "true"), source="a.yaml")
+    orch = next(n for n in planned["nodes"] if n["node_id"] == "orch-1")
+    assert {r["check"] for r in orch["reasons"]} >= {"role"}
+
+
+def test_manifest_bigger_than_every_edge_is_rejected_with_reasons_per_node(
+    cluster: Cluster,
+) -> None:
+    with pytest.raises(ApiError) as err:
+        cluster.client().submit(agent_yaml("huge", "true", memory="8Gi"), source="huge.yaml")
+    assert err.value.status == 422
+    per_node = {n["node_id"]: n["reasons"] for n in err.value.body["plan"]["nodes"]}
+    assert set(per_node) == {"orch-1", "edge-gpu", "edge-cpu"}
+    for edge in ("edge-gpu", "edge-cpu"):
+        assert any(r["check"] == "memory" for r in per_node[edge]), per_node[edge]
+
+
+def test_draining_node_gets_nothing_new(cluster: Cluster) -> None:
+    c = cluster.client()
+    text = agent_yaml("wants-gpu", "true").replace(
+        "    timeout: 60s", "    timeout: 60s\n    target_tags: [gpu]"
+    )
+    assert cluster.orch.aegis("node", "drain", "edge-gpu").returncode == 0
+    try:
+        assert c.node("edge-gpu")["status"] == "draining"
+        with pytest.raises(ApiError) as err:
+            c.submit(text, source="gpu.yaml")
+        reasons = {n["node_id"]: n["reasons"] for n in err.value.body["plan"]["nodes"]}
+        assert any(r["check"] == "status" for r in reasons["edge-gpu"])
+        untagged = wait_state(
+            c, c.submit(agent_yaml("any", "true"), source="a")["id"], {"SUCCEEDED"}
+        )
+        assert untagged["node_id"] == "edge-cpu"
+    finally:
+        cluster.orch.aegis("node", "undrain", "edge-gpu")
+    assert c.node("edge-gpu")["status"] == "ready"
+
+
+def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
+    stray = _stack("aegis-stray-")
+    config = stray.home / "stray.yaml"
+    config.write_text(node_config("edge-stray", "edge", ["x"], cpu=1))
+    try:
+        for args in ((), ("--join-token", "aegis_forged"), ("--join-token", cluster.orch.token)):
+            done = stray.aegis("node", "start", "--config", str(config), *args, timeout=60)
+            assert done.returncode == 5, done.stdout + done.stderr
+        assert not EdgeState.path(Settings(home=stray.home), "edge-stray").exists()
+        assert "edge-stray" not in {n["node_id"] for n in cluster.client().nodes()["items"]}
+    finally:
+        shutil.rmtree(stray.home, ignore_errors=True)
+
+
+def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> None:
+    c = cluster.client()
+    text = agent_yaml("survivor", "echo start; sleep 25; echo finished", timeout="300s")
+    text = text.replace("    timeout: 300s", "    timeout: 300s\n    max_retries: 1")
+    rec = c.submit(text, source="long.yaml")
+    rec = wait_state(c, rec["id"], {"RUNNING"})
+    victim = rec["node_id"]
+    other = ({"edge-gpu", "edge-cpu"} - {victim}).pop()
+    state = EdgeState.load(Settings(home=cluster.edges[victim].home), victim)
+    assert state is not None
+    for pid in ray_head.session_pids(state.ray_session):
+        os.kill(pid, signal.SIGKILL)
+    final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)
+    attempts = c.get(rec["id"])["attempts"]
+    assert final["state"] == "SUCCEEDED", final
+    assert [a["node_id"] for a in attempts] == [victim, other]
+    assert attempts[0]["outcome"] == "LOST" and final["attempt"] == 2
+    assert any(n["node_id"] == victim and n["status"] == "down" for n in c.nodes()["items"])
