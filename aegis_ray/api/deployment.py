@@ -38,6 +38,7 @@ class ExecutionWorker:
         from aegis_ray.store.nodes import NodeStore
         from aegis_ray.workflows.activities import ExecutionActivities
         from aegis_ray.workflows.execution import ExecutionWorkflow
+        from aegis_ray.workflows.reconciler import Reconciler
 
         self.config = ControlPlaneConfig.from_args(args)
         pool = await connect(self.config.database_url)
@@ -57,7 +58,10 @@ class ExecutionWorker:
             max_heartbeat_throttle_interval=timedelta(seconds=1),
             default_heartbeat_throttle_interval=timedelta(seconds=1),
         )
-        self.task = asyncio.get_running_loop().create_task(self.worker.run())
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(self.worker.run())
+        reconciler = Reconciler(ExecutionStore(pool), NodeStore(pool), client)
+        self.reconciler = loop.create_task(reconciler.run_forever())
 
     async def check_health(self) -> None:
         if self.task.done():

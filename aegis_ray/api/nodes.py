@@ -86,7 +86,11 @@ def install_node_routes(app: FastAPI) -> None:
     async def list_nodes(who: CallerDep, c: ConnsDep) -> dict[str, Any]:
         view = await live_view(c)
         records = {r.id: r for r in await (await c.nodes()).list()}
-        items = [node_dict(n, records.get(n.node_id)) for n in view.nodes]
+        placed = await (await c.executions()).placed_per_node()
+        items = [
+            node_dict(n, records.get(n.node_id)) | {"executions": placed.get(n.node_id, 0)}
+            for n in view.nodes
+        ]
         return {"items": items, "implicit_head": view.implicit_head}
 
     @app.get("/v1/nodes/{node_id}", tags=["nodes"])

@@ -108,26 +108,34 @@ def nodes_table(items: list[dict[str, Any]]) -> Table:
     t = Table(box=None, header_style="bold")
     for col in (
         "NODE",
-        "ROLE",
-        "STATUS",
+        "TYPE",
+        "REGION",
         "TAGS",
-        "CPU free/total",
-        "MEMORY free/total",
+        "STATUS",
+        "CPU used/total",
+        "MEMORY used/total",
         "GPU",
-        "SLOTS",
+        "EXECUTIONS",
+        "LAST HEARTBEAT",
     ):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
     for n in items:
         tot, free = n["total"], n["free"]
+        status = n["status"]
+        colour = {"ready": "green", "draining": "yellow"}.get(status, "red")
+        used_cpu = (tot["cpu_millis"] - free["cpu_millis"]) / 1000
+        used_mem = (tot["memory_bytes"] - free["memory_bytes"]) / 2**30
         t.add_row(
             n["node_id"],
             n["role"],
-            n["status"],
+            n.get("region") or "",
             ",".join(n["tags"]),
-            f"{free['cpu_millis'] / 1000:g}/{tot['cpu_millis'] / 1000:g}",
-            f"{free['memory_bytes'] / 2**30:.1f}/{tot['memory_bytes'] / 2**30:.1f} GiB",
-            f"{free['gpu']}/{tot['gpu']}",
-            f"{free['slots']}/{tot['slots']}",
+            f"[{colour}]{status}[/]",
+            f"{used_cpu:g}/{tot['cpu_millis'] / 1000:g}",
+            f"{used_mem:.1f}/{tot['memory_bytes'] / 2**30:.1f} GiB",
+            f"{tot['gpu'] - free['gpu']}/{tot['gpu']}",
+            str(n.get("executions", 0)),
+            short_time(n.get("last_heartbeat")),
         )
     return t
 

@@ -184,6 +184,15 @@ class ExecutionStore:
         )
         return [ExecutionRecord.from_row(r) for r in rows]
 
+    async def placed_per_node(self) -> dict[str, int]:
+        """How many unfinished executions each node holds (scheduled, starting or running)."""
+        rows = await self.pool.fetch(
+            "SELECT node_id, count(*) AS n FROM executions"
+            " WHERE state IN ('SCHEDULED', 'STARTING', 'RUNNING') AND node_id IS NOT NULL"
+            " GROUP BY node_id"
+        )
+        return {r["node_id"]: r["n"] for r in rows}
+
     async def transition(
         self,
         execution_id: uuid.UUID | str,

@@ -293,7 +293,7 @@ class ExecutionActivities:
     @activity.defn(name="cleanup")
     async def cleanup(self, c: Cleanup) -> None:
         """Remove the placement group and any container the attempt left on its node."""
-        pg = await asyncio.to_thread(_find_pg, c.placement_group)
+        pg = await asyncio.to_thread(find_pg, c.placement_group)
         if pg is not None:
             await asyncio.to_thread(remove_placement_group, pg)
         if c.container_removed:
@@ -346,7 +346,7 @@ def _allowed(frm: ExecutionState, to: ExecutionState) -> bool:
 
 
 def _get_or_create_pg(name: str, bundle: dict[str, float], selector: dict[str, str] | None) -> Any:
-    existing = _find_pg(name)
+    existing = find_pg(name)
     if existing is not None:
         return existing
     # Detached and named: survives a restart of the worker that created it, and can be found.
@@ -359,7 +359,7 @@ def _get_or_create_pg(name: str, bundle: dict[str, float], selector: dict[str, s
     )
 
 
-def _find_pg(name: str) -> Any:
+def find_pg(name: str) -> Any:
     try:
         return get_placement_group(name)
     except ValueError:

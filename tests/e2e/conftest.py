@@ -64,6 +64,7 @@ def _stack_env(home: Path) -> dict[str, str]:
         AEGIS_TEMPORAL_PORT="27233",
         AEGIS_TEMPORAL_UI_PORT="28233",
         AEGIS_RAY_ATTACH="false",
+        AEGIS_ORPHAN_GRACE_S="5",
         COLUMNS="200",
     )
     return env

@@ -210,6 +210,24 @@ def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
         shutil.rmtree(stray.home, ignore_errors=True)
 
 
+def test_aegis_nodes_lists_every_node_with_type_status_and_heartbeat(cluster: Cluster) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        items = {n["node_id"]: n for n in cluster.client().nodes()["items"]}
+        if all(n.get("last_heartbeat") for n in items.values()):
+            break
+        assert time.monotonic() < deadline, items
+        time.sleep(1)
+    assert {k: v["role"] for k, v in items.items()} == {
+        "orch-1": "orchestrator", "edge-gpu": "edge", "edge-cpu": "edge",
+    }  # fmt: skip
+    assert items["edge-gpu"]["total"]["gpu"] == 1 and items["orch-1"]["total"]["slots"] == 0
+    table = cluster.orch.aegis("nodes")
+    assert table.returncode == 0
+    for node_id in items:
+        assert node_id in table.stdout
+
+
 def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> None:
     c = cluster.client()
     text = agent_yaml("survivor", "echo start; sleep 25; echo finished", timeout="300s")

@@ -262,3 +262,40 @@ def test_openapi_document_lists_the_routes(stack: Stack) -> None:
     doc = stack.client()._call("GET", "/openapi.json")
     for path in ("/v1/executions", "/v1/executions/{execution_id}/logs", "/v1/nodes", "/health"):
         assert path in doc["paths"]
+
+
+def test_reconciler_ends_an_execution_whose_workflow_was_terminated(stack: Stack) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    c = stack.client()
+    rec = submit(stack, agent_yaml("orphan", "sleep 300", timeout="600s"))
+    rec = wait_state(c, rec["id"], {"RUNNING"})
+    temporal = str(Path(sys.executable).parent / "temporal")
+    done = subprocess.run(
+        [temporal, "workflow", "terminate", "--workflow-id", rec["workflow_id"],
+         "--address", f"127.0.0.1:{stack.env['AEGIS_TEMPORAL_PORT']}", "--reason", "test"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    final = wait_state(c, rec["id"], {"FAILED", "SUCCEEDED", "CANCELLED"}, timeout=90)
+    assert final["state"] == "FAILED" and "reconciler" in final["reason"]
+    deadline = time.monotonic() + 30
+    while containers_of(rec["id"]):
+        assert time.monotonic() < deadline, "container outlived its orphaned execution"
+        time.sleep(1)
+
+
+def test_nodes_show_heartbeat_and_executions(stack: Stack) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        (node,) = stack.client().nodes()["items"]
+        if node.get("last_heartbeat"):
+            break
+        assert time.monotonic() < deadline, node
+        time.sleep(1)
+    assert node["status"] == "ready" and node["registered"] is True
+    assert "executions" in node
+    table = stack.aegis("nodes")
+    assert table.returncode == 0 and node["node_id"] in table.stdout and "ready" in table.stdout

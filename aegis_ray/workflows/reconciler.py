@@ -1,0 +1,119 @@
+"""Keeps the registry and the execution rows honest, on every orchestrator.
+
+- Node heartbeats: every live aegis node in Ray's table refreshes its registry row (and its
+  current Ray node id); a node Ray declares dead shows as down, later gone (see registry.py).
+- Orphaned executions: a row that is not finished but whose workflow no longer runs (it was
+  terminated, or Temporal lost it) is ended FAILED, so that no execution stays RUNNING forever.
+  Lost nodes and actors are the workflow's own business: it retries or fails the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from aegis_ray.cluster.resources import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
+from aegis_ray.models.execution import ExecutionState
+from aegis_ray.store.executions import ExecutionStore
+from aegis_ray.store.nodes import NodeStore
+from aegis_ray.workflows.activities import pg_name
+
+log = logging.getLogger(__name__)
+HEARTBEAT_EVERY_S = 5.0
+ORPHAN_CHECK_EVERY = 6  # heartbeat rounds
+# How long a row may sit unchanged before its workflow is checked (tests shorten it).
+ORPHAN_GRACE = timedelta(seconds=float(os.environ.get("AEGIS_ORPHAN_GRACE_S", "60")))
+ACTIVE = [
+    ExecutionState.PENDING,
+    ExecutionState.SCHEDULED,
+    ExecutionState.STARTING,
+    ExecutionState.RUNNING,
+]
+
+
+class Reconciler:
+    def __init__(self, executions: ExecutionStore, nodes: NodeStore, temporal: Client) -> None:
+        self.executions = executions
+        self.nodes = nodes
+        self.temporal = temporal
+        self.orphan_every = ORPHAN_CHECK_EVERY if ORPHAN_GRACE.total_seconds() >= 30 else 1
+
+    async def run_forever(self) -> None:
+        rounds = 0
+        while True:
+            try:
+                await self.heartbeats()
+                if rounds % self.orphan_every == 0:
+                    await self.orphans()
+            except Exception:  # a bad round must not end the loop; the next one retries
+                log.exception("reconciler round failed")
+            rounds += 1
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    async def heartbeats(self) -> int:
+        import ray
+
+        beats = 0
+        for node in await asyncio.to_thread(ray.nodes):
+            labels = node.get("Labels") or {}
+            if not node.get("Alive") or LABEL_NODE_ID not in labels:
+                continue
+            tags = sorted(
+                k[len(TAG_PREFIX) :] for k in node["Resources"] if k.startswith(TAG_PREFIX)
+            )
+            await self.nodes.upsert(
+                {
+                    "id": labels[LABEL_NODE_ID],
+                    "type": labels.get(LABEL_ROLE, "hybrid"),
+                    "region": labels.get(LABEL_REGION, "local"),
+                    "tags": tags,
+                    "ray_node_id": node["NodeID"],
+                    "address": node.get("NodeManagerAddress"),
+                }
+            )
+            beats += 1
+        return beats
+
+    async def orphans(self) -> int:
+        repaired = 0
+        cutoff = datetime.now(UTC) - ORPHAN_GRACE
+        for rec in await self.executions.non_terminal():
+            if rec.updated_at > cutoff or not rec.workflow_id:
+                continue
+            status = await self._workflow_status(rec.workflow_id)
+            if status == WorkflowExecutionStatus.RUNNING:
+                continue
+            why = f"workflow {status.name.lower() if status else 'not found'}; ended by reconciler"
+            moved = await self.executions.transition(
+                rec.id, to=ExecutionState.FAILED, expected=ACTIVE, reason=why, message=why
+            )
+            if moved is not None:
+                repaired += 1
+                # Removing the attempt's placement group ends its launch actor, whose watchdog
+                # then removes the container.
+                await asyncio.to_thread(_remove_pg, pg_name(str(rec.id), rec.attempt))
+        return repaired
+
+    async def _workflow_status(self, workflow_id: str) -> Any:
+        try:
+            return (await self.temporal.get_workflow_handle(workflow_id).describe()).status
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+
+def _remove_pg(name: str) -> None:
+    from ray.util.placement_group import remove_placement_group
+
+    from aegis_ray.workflows.activities import find_pg
+
+    pg = find_pg(name)
+    if pg is not None:
+        remove_placement_group(pg)

@@ -1,0 +1,59 @@
+"""The registry's view merged with Ray's live node table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aegis_ray.cluster.registry import GONE_AFTER_S, eligible_selector, merge
+from aegis_ray.placement.fit import Capacity, NodeFacts
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+CAP = Capacity(2000, 2**31, 2**33, 0, 8)
+
+
+@dataclass
+class Rec:
+    id: str
+    status: str | None = None
+    type: str | None = "edge"
+    tags: list[str] = field(default_factory=list)
+    registered_at: datetime = NOW - timedelta(hours=1)
+    last_heartbeat: datetime | None = None
+
+
+def fact(node_id: str, status: str = "ready", ray_id: str = "r1") -> NodeFacts:
+    return NodeFacts(node_id, "edge", status, frozenset(), CAP, CAP, ray_node_id=ray_id)
+
+
+def by_id(nodes: list[NodeFacts]) -> dict[str, NodeFacts]:
+    return {n.node_id: n for n in nodes}
+
+
+def test_drained_live_node_is_draining() -> None:
+    out = by_id(merge([fact("a")], [Rec("a", status="draining")], now=NOW))
+    assert out["a"].status == "draining"
+
+
+def test_registered_node_missing_from_ray_is_down_then_gone() -> None:
+    recent = Rec("b", last_heartbeat=NOW - timedelta(seconds=30), tags=["gpu"])
+    old = Rec("c", last_heartbeat=NOW - timedelta(seconds=GONE_AFTER_S + 1))
+    out = by_id(merge([], [recent, old], now=NOW))
+    assert out["b"].status == "down" and out["b"].tags == frozenset({"gpu"})
+    assert out["c"].status == "gone"
+    assert out["b"].free.slots == 0  # nothing can be placed on it
+
+
+def test_node_back_under_a_new_ray_id_shows_once_and_ready() -> None:
+    live = [fact("a", "down", ray_id="old"), fact("a", "ready", ray_id="new")]
+    out = merge(live, [Rec("a", status="ready")], now=NOW)
+    assert [(n.node_id, n.status, n.ray_node_id) for n in out] == [("a", "ready", "new")]
+
+
+def test_dead_raylet_of_a_drained_node_stays_down() -> None:
+    out = by_id(merge([fact("a", "down")], [Rec("a", status="draining")], now=NOW))
+    assert out["a"].status == "down"
+
+
+def test_selector_lists_the_eligible_nodes() -> None:
+    assert eligible_selector(["b", "a"]) == {"aegis/node-id": "in(a,b)"}
