@@ -21,6 +21,7 @@ from pathlib import Path
 import docker
 import yaml
 
+from aegis_ray.cli.main import api_url
 from aegis_ray.client import AegisClient
 from aegis_ray.settings import Settings
 
@@ -76,7 +77,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings()
     token = settings.api_token or settings.admin_token_path.read_text().strip()
-    c = AegisClient(settings.api_base_url, token)
+    c = AegisClient(api_url(settings), token)
     text = MANIFEST.read_text()
     spec = yaml.safe_load(text)["spec"]["runtime"]
     dk = docker.from_env()

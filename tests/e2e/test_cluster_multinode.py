@@ -246,3 +246,12 @@ def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> Non
     assert [a["node_id"] for a in attempts] == [victim, other]
     assert attempts[0]["outcome"] == "LOST" and final["attempt"] == 2
     assert any(n["node_id"] == victim and n["status"] == "down" for n in c.nodes()["items"])
+    # The lost node comes back (same NodeConfig, a new raylet): it is ready again.
+    edge = cluster.edges[victim]
+    again = edge.aegis(
+        "node", "start", "--config", str(cluster.configs[victim]),
+        "--join-token", cluster.join_token,
+        *edge_ports(41000 if victim == "edge-gpu" else 42000), timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    _wait_ready(cluster, {victim})
