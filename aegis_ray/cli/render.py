@@ -132,10 +132,10 @@ def nodes_table(items: list[dict[str, Any]]) -> Table:
             ",".join(n["tags"]),
             f"[{colour}]{status}[/]",
             f"{used_cpu:g}/{tot['cpu_millis'] / 1000:g}",
-            f"{used_mem:.1f}/{tot['memory_bytes'] / 2**30:.1f} GiB",
+            f"{used_mem:.1f}/{tot['memory_bytes'] / 2**30:.1f}Gi",
             f"{tot['gpu'] - free['gpu']}/{tot['gpu']}",
             str(n.get("executions", 0)),
-            short_time(n.get("last_heartbeat")),
+            (n.get("last_heartbeat") or "")[11:19],
         )
     return t
 
