@@ -299,3 +299,30 @@ def test_nodes_show_heartbeat_and_executions(stack: Stack) -> None:
     assert "executions" in node
     table = stack.aegis("nodes")
     assert table.returncode == 0 and node["node_id"] in table.stdout and "ready" in table.stdout
+
+
+def test_execution_survives_a_restart_of_the_control_plane_worker(stack: Stack) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    c = stack.client()
+    rec = submit(
+        stack, agent_yaml("outlives-worker", "echo begin; sleep 15; echo end", timeout="300s")
+    )
+    wait_state(c, rec["id"], {"RUNNING"})
+    workers = [
+        p for p in psutil.process_iter(["cmdline"])
+        if "ServeReplica:aegis:ExecutionWorker" in " ".join(p.info["cmdline"] or [])
+    ]  # fmt: skip
+    assert workers, "no ExecutionWorker replica found"
+    for p in workers:
+        os.kill(p.pid, signal.SIGKILL)
+    # Serve restarts the replica; Temporal retries the running activity there, which finds the
+    # detached launch actor by name and follows the same container to its end.
+    final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=180)
+    assert final["state"] == "SUCCEEDED", final
+    assert final["attempt"] == 1
+    lines = [r["line"] for r in c.logs(rec["id"])["items"]]
+    assert "begin" in lines and "end" in lines
