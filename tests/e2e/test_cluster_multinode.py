@@ -228,6 +228,23 @@ def test_aegis_nodes_lists_every_node_with_type_status_and_heartbeat(cluster: Cl
         assert node_id in table.stdout
 
 
+def _kill_edge(cluster: Cluster, node_id: str) -> None:
+    state = EdgeState.load(Settings(home=cluster.edges[node_id].home), node_id)
+    assert state is not None
+    for pid in ray_head.session_pids(state.ray_session):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _restart_edge(cluster: Cluster, node_id: str) -> None:
+    again = cluster.edges[node_id].aegis(
+        "node", "start", "--config", str(cluster.configs[node_id]),
+        "--join-token", cluster.join_token,
+        *edge_ports(41000 if node_id == "edge-gpu" else 42000), timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    _wait_ready(cluster, {node_id})
+
+
 def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> None:
     c = cluster.client()
     text = agent_yaml("survivor", "echo start; sleep 25; echo finished", timeout="300s")
@@ -236,10 +253,7 @@ def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> Non
     rec = wait_state(c, rec["id"], {"RUNNING"})
     victim = rec["node_id"]
     other = ({"edge-gpu", "edge-cpu"} - {victim}).pop()
-    state = EdgeState.load(Settings(home=cluster.edges[victim].home), victim)
-    assert state is not None
-    for pid in ray_head.session_pids(state.ray_session):
-        os.kill(pid, signal.SIGKILL)
+    _kill_edge(cluster, victim)
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)
     attempts = c.get(rec["id"])["attempts"]
     assert final["state"] == "SUCCEEDED", final
@@ -247,11 +261,17 @@ def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> Non
     assert attempts[0]["outcome"] == "LOST" and final["attempt"] == 2
     assert any(n["node_id"] == victim and n["status"] == "down" for n in c.nodes()["items"])
     # The lost node comes back (same NodeConfig, a new raylet): it is ready again.
-    edge = cluster.edges[victim]
-    again = edge.aegis(
-        "node", "start", "--config", str(cluster.configs[victim]),
-        "--join-token", cluster.join_token,
-        *edge_ports(41000 if victim == "edge-gpu" else 42000), timeout=300,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stdout + again.stderr
-    _wait_ready(cluster, {victim})
+    _restart_edge(cluster, victim)
+
+
+def test_node_lost_with_no_retries_left_ends_failed_node_lost(cluster: Cluster) -> None:
+    c = cluster.client()
+    text = agent_yaml("no-second-chance", "sleep 120", timeout="300s").replace(
+        "    timeout: 300s", "    timeout: 300s\n    target_tags: [gpu]\n    max_retries: 0"
+    )
+    rec = wait_state(c, c.submit(text, source="x.yaml")["id"], {"RUNNING"})
+    assert rec["node_id"] == "edge-gpu"
+    _kill_edge(cluster, "edge-gpu")
+    final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)
+    assert final["state"] == "FAILED" and final["reason"].startswith("node lost"), final
+    _restart_edge(cluster, "edge-gpu")
