@@ -88,34 +88,20 @@ def start_head(
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
     `ray stop` would stop every Ray process on the machine.
     """
-    cmd = [
-        ray_cli(),
-        "start",
-        "--head",
-        f"--port={port}",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard_port}",
-        f"--object-store-memory={OBJECT_STORE_BYTES}",
-        "--disable-usage-stats",
-        *args.cli_args(),
-    ]
-    env = os.environ | auth.env()
-    env.pop("RAY_AUTH_TOKEN", None)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as out:
-        out.write("$ " + " ".join(cmd) + "\n")
-        out.flush()
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        returncode = proc.wait(timeout=180)
-    if returncode != 0:
-        tail = log_path.read_text()[-2000:]
-        stop_session(proc.pid)
-        raise RuntimeError(f"`ray start --head` failed (exit {returncode}):\n{tail}")
+    session = _ray_start(
+        [
+            "--head",
+            f"--port={port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            *args.cli_args(),
+        ],
+        auth=auth,
+        log_path=log_path,
+    )
     # Ray never advertises loopback as a node address: it picks this machine's own IP, and
     # records the address it chose here.
-    return running_local_cluster() or f"127.0.0.1:{port}", proc.pid
+    return running_local_cluster() or f"127.0.0.1:{port}", session
 
 
 def start_worker(
@@ -123,15 +109,17 @@ def start_worker(
 ) -> int:
     """`ray start --address` for a worker node in a Unix session of its own; returns the session
     id (see `start_head`)."""
+    return _ray_start(
+        [f"--address={address}", *args.cli_args(), *extra_args], auth=auth, log_path=log_path
+    )
+
+
+def _ray_start(args: list[str], *, auth: RayAuth, log_path: Path) -> int:
+    """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id."""
     cmd = [
-        ray_cli(),
-        "start",
-        f"--address={address}",
-        f"--object-store-memory={OBJECT_STORE_BYTES}",
-        "--disable-usage-stats",
-        *args.cli_args(),
-        *extra_args,
-    ]
+        ray_cli(), "start", f"--object-store-memory={OBJECT_STORE_BYTES}",
+        "--disable-usage-stats", *args,
+    ]  # fmt: skip
     env = os.environ | auth.env()
     env.pop("RAY_AUTH_TOKEN", None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +133,7 @@ def start_worker(
     if returncode != 0:
         tail = log_path.read_text()[-2000:]
         stop_session(proc.pid)
-        raise RuntimeError(f"`ray start --address={address}` failed (exit {returncode}):\n{tail}")
+        raise RuntimeError(f"`ray start {args[0]}` failed (exit {returncode}):\n{tail}")
     return proc.pid
 
 
