@@ -85,6 +85,7 @@ class AegisAPI:
         app = create_app()
         app.state.connections = Connections(self.config)
         app.state.token_cache = TokenCache()
+        app.state.worker = self.worker
         return app
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from temporalio.service import RPCError, RPCStatusCode
 
 from aegis_ray import __version__
 from aegis_ray.api.auth import Caller
@@ -74,6 +75,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(503, "temporal_unavailable", str(exc))
 
 
+async def _worker_status(request: Request) -> str:
+    """Is the Temporal worker replica alive? Without it submissions would never move."""
+    worker = getattr(request.app.state, "worker", None)
+    if worker is None:
+        return "unknown"
+    try:
+        return str(await asyncio.wait_for(worker.ping.remote(), 5))
+    except Exception as err:
+        return f"unavailable: {type(err).__name__}: {err}"[:300]
+
+
 def plan_body(result: PlanResult) -> dict[str, Any]:
     return {
         "feasible": result.feasible,
@@ -124,8 +136,9 @@ async def _get_or_404(c: Connections, who: Caller, execution_id: str) -> Any:
 
 def _install_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every route
     @app.get("/health", tags=["cluster"])
-    async def health(c: ConnsDep) -> JSONResponse:
+    async def health(request: Request, c: ConnsDep) -> JSONResponse:
         checks = await c.check()
+        checks["worker"] = await _worker_status(request)
         ok = all(v == "ok" for v in checks.values())
         body = {"status": "ok" if ok else "degraded", "version": __version__, **checks}
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -260,7 +273,21 @@ def _install_routes(app: FastAPI) -> None:  # noqa: C901 - one place lists every
                 },
             )
         client = await c.temporal()
-        await client.get_workflow_handle(rec.workflow_id or workflow_id(rec.id)).cancel()
+        try:
+            await client.get_workflow_handle(rec.workflow_id or workflow_id(rec.id)).cancel()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise TemporalUnavailable(f"could not cancel: {err}") from err
+            # The workflow has just ended: report the row as it is now.
+            rec = await _get_or_404(c, who, execution_id)
+            raise HTTPException(
+                409,
+                {
+                    "error": "already_finished",
+                    "message": f"execution is {rec.state.value}",
+                    "state": rec.state.value,
+                },
+            ) from None
         await (await c.executions()).add_event(rec.id, kind="info", message="cancel requested")
         return {"id": str(rec.id), "state": rec.state.value, "cancel_requested": True}
 

@@ -1,8 +1,8 @@
 """The `aegis` command line.
 
 Exit codes: 0 success; 1 the execution FAILED; 124 it TIMED_OUT; 130 it was CANCELLED;
-2 bad input (invalid manifest, unknown id format, unschedulable); 3 the cluster or one of its
-services is unavailable; 4 not found; 5 not authenticated.
+2 bad input (invalid manifest, unschedulable); 3 the cluster or one of its services is
+unavailable; 4 not found (also an id that is no execution id); 5 not authenticated.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from aegis_ray.cli.render import (
     Output,
@@ -255,35 +256,40 @@ def _follow(execution_id: str, output: Output) -> int:
                 if ev.get("to_state"):
                     state = ev["to_state"]
                 if not quiet:
-                    spinner.update(f"{state.lower()}: {ev.get('message') or ''}")
+                    message = escape(ev.get("message") or "")
+                    spinner.update(f"{state.lower()}: {message}")
                     console.print(
                         f"[dim]{ev['ts'][11:23]}[/] {state_text(ev.get('to_state') or '')}"
-                        f" {ev.get('message') or ''}".rstrip(),
+                        f" {message}".rstrip(),
                         highlight=False,
                     )
-            for ln in call(c.logs, execution_id, after=after_log)["items"]:
-                after_log = ln["id"]
-                if not quiet:
-                    style = "red" if ln["stream"] == "stderr" else ""
-                    console.print(
-                        f"[{style}]{ln['line']}[/]" if style else ln["line"],
-                        highlight=False,
-                        markup=bool(style),
-                    )
+            after_log = _print_logs(c, execution_id, after_log, quiet)
             if state in TERMINAL:
                 rec = call(c.get, execution_id)
                 # Lines written just before the last state change.
-                for ln in call(c.logs, execution_id, after=after_log)["items"]:
-                    if not quiet:
-                        console.print(ln["line"], highlight=False, markup=False)
+                _print_logs(c, execution_id, after_log, quiet)
                 break
             time.sleep(0.3)
     if not emit(rec, output):
         console.print(
             f"{state_text(rec['state'])} exit code {rec.get('exit_code')}"
-            + (f" — {rec['reason']}" if rec.get("reason") else "")
+            + (f" — {escape(rec['reason'])}" if rec.get("reason") else "")
         )
     return EXIT_BY_STATE.get(rec["state"], 1)
+
+
+def _print_logs(c: AegisClient, execution_id: str, after: int, quiet: bool) -> int:
+    """Print every log line after `after` (all pages); returns the last id seen."""
+    while True:
+        items = call(c.logs, execution_id, after=after)["items"]
+        for ln in items:
+            after = ln["id"]
+            if not quiet:
+                # Agent output is text, never markup.
+                style = "red" if ln["stream"] == "stderr" else None
+                console.print(ln["line"], style=style, highlight=False, markup=False)
+        if not items:
+            return after
 
 
 @app.command("list")
@@ -316,7 +322,7 @@ def events(execution_id: str, output: OutputOpt = Output.table) -> None:
     for ev in items:
         console.print(
             f"[dim]{ev['ts'][:23]}[/] {state_text(ev.get('to_state') or '')} "
-            f"{ev.get('message') or ''}",
+            f"{escape(ev.get('message') or '')}",
             highlight=False,
         )
 
@@ -339,12 +345,21 @@ def logs(
         except ApiUnreachable as err:
             fail(str(err), EXIT_UNAVAILABLE)
         except ApiError as err:
-            fail(f"{err} (HTTP {err.status})", EXIT_NOT_FOUND if err.status == 404 else 2)
+            code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND}.get(err.status, 2)
+            fail(f"{err} (HTTP {err.status})", code)
         return
-    items = call(c.logs, execution_id)["items"]
-    if not emit(items, output):
-        for ln in items:
-            print(ln["line"])
+    if output == Output.table:
+        after = 0
+        while items := call(c.logs, execution_id, after=after)["items"]:
+            for ln in items:
+                print(ln["line"])
+            after = items[-1]["id"]
+        return
+    rows, after = [], 0
+    while items := call(c.logs, execution_id, after=after)["items"]:
+        rows += items
+        after = items[-1]["id"]
+    emit(rows, output)
 
 
 @app.command()

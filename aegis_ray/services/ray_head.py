@@ -46,8 +46,9 @@ def new_token_auth(token_path: Path) -> RayAuth:
     """Token mode with a token of our own under AEGIS_HOME (created once)."""
     if not token_path.exists():
         token_path.parent.mkdir(parents=True, exist_ok=True)
-        token_path.write_text(secrets.token_hex(32))
-        token_path.chmod(0o600)
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
     return RayAuth("token", str(token_path))
 
 
@@ -55,10 +56,26 @@ def auth_for_existing_cluster() -> RayAuth:
     """Guess how a hand-started head authenticates, the way Ray itself decides."""
     mode = os.environ.get("RAY_AUTH_MODE")
     if mode:
-        return RayAuth(mode.lower(), os.environ.get("RAY_AUTH_TOKEN_PATH"))
+        path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        if mode.lower() == "token" and not path:
+            path = _token_file_from_env() or str(USER_TOKEN_FILE)
+        return RayAuth(mode.lower(), path)
     if USER_TOKEN_FILE.exists():
         return RayAuth("token", str(USER_TOKEN_FILE))
     return RayAuth("disabled")
+
+
+def _token_file_from_env() -> str | None:
+    """A token given as RAY_AUTH_TOKEN, kept in a private file (RayAuth passes paths only)."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if not token:
+        return None
+    path = Path.home() / ".aegis" / "ray_auth_token.attached"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return str(path)
 
 
 def running_local_cluster() -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -210,8 +211,9 @@ def _ensure_admin_token(settings: Settings, database_url: str) -> str:
         import secrets
 
         secret = "aegis_" + secrets.token_urlsafe(32)
-        path.write_text(secret)
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
 
     async def register() -> None:
         pool = await connect(database_url)
@@ -234,10 +236,13 @@ def down(settings: Settings, say: Say) -> list[str]:
         say("Ray head")
         ray_head.stop_session(state.ray_session)
         stopped.append("ray")
-    elif state.ray_address and ray_head.running_local_cluster() == state.ray_address:
+    elif state.ray_address:
         say("control plane on the attached Ray cluster")
-        _remove_control_plane(state)
-        stopped.append("serve app")
+        try:
+            _remove_control_plane(state)
+            stopped.append("serve app")
+        except Exception as err:  # the cluster may be gone already: nothing left to remove
+            say(f"(control plane not removed: {err})")
     if state.started.get("temporal"):
         say("Temporal dev server")
         temporal(settings).stop()
@@ -306,10 +311,13 @@ def join_edge(
     ray_info = joined["ray"]
     auth = ray_head.RayAuth("disabled")
     if ray_info.get("auth_mode") == "token":
+        if not ray_info.get("token"):
+            raise JoinRefused("the orchestrator runs Ray in token mode but handed out no token")
         token_path = settings.home / "nodes" / node_id / "ray_auth_token"
         token_path.parent.mkdir(parents=True, exist_ok=True)
-        token_path.write_text(ray_info["token"])
-        token_path.chmod(0o600)
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(ray_info["token"])
         auth = ray_head.RayAuth("token", str(token_path))
     say(f"Ray worker node joining {ray_info['address']}")
     session = ray_head.start_worker(

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from ray.util.placement_group import (
     get_placement_group,
     placement_group,
@@ -49,6 +49,7 @@ from aegis_ray.workflows.types import (
     Outcome,
     Placement,
     RunInput,
+    pg_name,
 )
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,15 @@ S = ExecutionState
 ACTIVE = (S.PENDING, S.SCHEDULED, S.STARTING, S.RUNNING)
 RAY_NAMESPACE = "aegis"
 POLL_INTERVAL_S = 0.2
+POLL_TIMEOUT_S = 10.0
 # While waiting for capacity, refresh the "why is it pending" text this often.
 REASON_REFRESH_S = 2.0
 # A bundle that no live node could ever hold fails after this long (nodes may be joining).
 NEVER_FITS_GRACE_S = 30.0
+# How long an execution may wait for capacity before it fails (the activity's own timeout in
+# the workflow is a little longer).
+PLACEMENT_DEADLINE_S = 3600.0
 STOP_GRACE_S = 3.0
-
-
-def pg_name(execution_id: str, attempt: int) -> str:
-    return f"aegis-{execution_id}-a{attempt}"
 
 
 def actor_name(execution_id: str, attempt: int) -> str:
@@ -131,32 +132,49 @@ class ExecutionActivities:
         demand = demand_of(manifest)
         view = await live_cluster(self.nodes)
         bundle = view.bundle_for(bundle_of(demand))
-        name = pg_name(ref.execution_id, ref.attempt)
-        # Only nodes that are ready and could hold it: never a drained, down or unfit node.
-        eligible = plan(demand, view.nodes)
-        selector = view.selector_for(eligible.fits_now + eligible.fits_later)
-        pg = await asyncio.to_thread(_get_or_create_pg, name, bundle, selector)
+        base = pg_name(ref.execution_id, ref.attempt)
+        # Only ready nodes that could hold it, never a drained, down or unfit one; when that set
+        # changes while we wait (a node drained, lost or joined), the group is made anew.
+        eligible = _eligible(demand, view)
+        generation = 0
+        pg = await asyncio.to_thread(_get_or_create_pg, base, bundle, view, eligible)
+        ready = _ready_future(pg)
+        started = time.monotonic()
         never_since: float | None = None
         last_reason = 0.0
         try:
-            while not await asyncio.to_thread(pg.wait, 1):
+            while not await _wait_ready(ready, 1.0):
                 activity.heartbeat()
+                waited = time.monotonic() - started
                 if time.monotonic() - last_reason < REASON_REFRESH_S:
                     continue
                 last_reason = time.monotonic()
                 view = await live_cluster(self.nodes)
                 result = plan(demand, view.nodes)
                 await self.store.set_reason(ref.execution_id, result.summary(), attempt=ref.attempt)
+                if waited > PLACEMENT_DEADLINE_S:
+                    await _remove_quietly(pg)
+                    why = f"no capacity within {PLACEMENT_DEADLINE_S:.0f}s: {result.summary()}"
+                    return Placement(ref.execution_id, ref.attempt, False, reason=why)
+                now_eligible = _eligible(demand, view)
+                if now_eligible != eligible and not view.implicit_head:
+                    await _remove_quietly(pg)
+                    eligible, generation = now_eligible, generation + 1
+                    name = f"{base}.{generation}"
+                    pg = await asyncio.to_thread(_get_or_create_pg, name, bundle, view, eligible)
+                    ready = _ready_future(pg)
                 if result.feasible:
                     never_since = None
                     continue
                 never_since = never_since or time.monotonic()
                 if time.monotonic() - never_since > NEVER_FITS_GRACE_S:
-                    await asyncio.to_thread(remove_placement_group, pg)
+                    await _remove_quietly(pg)
                     return Placement(ref.execution_id, ref.attempt, False, reason=result.summary())
         except asyncio.CancelledError:
-            await asyncio.to_thread(remove_placement_group, pg)
+            await _remove_quietly(pg)
             raise
+        assert pg is not None
+        name = base if generation == 0 else f"{base}.{generation}"
         ray_node_id = await asyncio.to_thread(_bundle_node, pg)
         node_id = _aegis_node_id(view.nodes, ray_node_id)
         moved = await self.store.transition(
@@ -171,7 +189,7 @@ class ExecutionActivities:
             rec = await self.store.get(ref.execution_id, tenant_id=None)
             if rec is None or rec.state != S.SCHEDULED or rec.attempt != ref.attempt:
                 # Cancelled or finished meanwhile: give the capacity back.
-                await asyncio.to_thread(remove_placement_group, pg)
+                await _remove_quietly(pg)
                 return Placement(ref.execution_id, ref.attempt, False, reason="superseded")
         await self.store.start_attempt(
             ref.execution_id,
@@ -205,7 +223,7 @@ class ExecutionActivities:
             await self._drain(actor, inp.execution_id, inp.attempt)
             await _cleanup_actor(actor)
             raise
-        except RayActorError as err:
+        except RayActorError as err:  # the actor is dead (ActorUnavailableError is retried)
             outcome = Outcome(OUTCOME_LOST, reason=_lost_reason(err, inp.node_id))
         outcome.container_removed = await _cleanup_actor(actor)
         return outcome
@@ -251,7 +269,13 @@ class ExecutionActivities:
         self, actor: Any, eid: str, attempt: int, deadline: float, timeout_s: float
     ) -> Outcome:
         while True:
-            result: PollResult = await actor.poll.remote()
+            try:
+                result: PollResult = await asyncio.wait_for(actor.poll.remote(), POLL_TIMEOUT_S)
+            except (ActorUnavailableError, TimeoutError):
+                # A transient blip between here and the node: the actor may well be fine.
+                activity.heartbeat()
+                await asyncio.sleep(POLL_INTERVAL_S)
+                continue
             await self._store_lines(eid, attempt, result)
             if not result.running:
                 if result.exit_code == 0:
@@ -311,16 +335,17 @@ class ExecutionActivities:
     async def finish(self, f: Finish) -> None:
         to = S(f.state)
         expected = [s for s in ACTIVE if _allowed(s, to)]
-        await self.store.transition(
+        moved = await self.store.transition(
             f.execution_id,
             to=to,
             expected=expected,
-            attempt=f.attempt,
+            attempt=None if f.any_attempt else f.attempt,
             exit_code=f.exit_code,
             reason=f.reason or None,
             message=f.reason or to.value.lower(),
         )
-        await self.store.end_attempt(f.execution_id, f.attempt, outcome=to.value, reason=f.reason)
+        attempt = moved.attempt if moved is not None else f.attempt
+        await self.store.end_attempt(f.execution_id, attempt, outcome=to.value, reason=f.reason)
 
     @activity.defn(name="retry")
     async def retry(self, f: Finish) -> None:
@@ -345,10 +370,38 @@ def _allowed(frm: ExecutionState, to: ExecutionState) -> bool:
     return can_transition(frm, to)
 
 
-def _get_or_create_pg(name: str, bundle: dict[str, float], selector: dict[str, str] | None) -> Any:
+def _eligible(demand: Any, view: Any) -> list[str]:
+    result = plan(demand, view.nodes)
+    return sorted(result.fits_now + result.fits_later)
+
+
+def _ready_future(pg: Any) -> asyncio.Future[Any] | None:
+    return asyncio.ensure_future(pg.ready()) if pg is not None else None
+
+
+async def _wait_ready(ready: asyncio.Future[Any] | None, timeout: float) -> bool:
+    """Wait up to `timeout` for the group to be ready, without holding a thread meanwhile."""
+    if ready is None:  # no eligible node yet: nothing to wait on but time
+        await asyncio.sleep(timeout)
+        return False
+    done, _ = await asyncio.wait({ready}, timeout=timeout)
+    return bool(done) and ready.exception() is None
+
+
+async def _remove_quietly(pg: Any) -> None:
+    if pg is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(remove_placement_group, pg)
+
+
+def _get_or_create_pg(name: str, bundle: dict[str, float], view: Any, eligible: list[str]) -> Any:
+    """The attempt's group, created only when some node is eligible (else None)."""
     existing = find_pg(name)
     if existing is not None:
         return existing
+    selector = view.selector_for(eligible)
+    if selector is None and not view.implicit_head:
+        return None
     # Detached and named: survives a restart of the worker that created it, and can be found.
     return placement_group(
         [bundle],

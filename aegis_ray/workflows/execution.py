@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         Placement,
         RunInput,
+        pg_name,
     )
 
 WORKFLOW_NAME = "aegis.execution"
@@ -51,14 +52,15 @@ _TERMINAL_BY_OUTCOME = {
 class ExecutionWorkflow:
     @workflow.run
     async def run(self, execution_id: str) -> str:
-        plan: AttemptPlan = await workflow.execute_activity(
-            "prepare", execution_id, result_type=AttemptPlan, **_QUICK
-        )
-        if plan.terminal:
-            return "ALREADY_FINISHED"
-        attempt = plan.attempt
+        attempt = 0  # not known until `prepare` has read the row
         placement: Placement | None = None
         try:
+            plan: AttemptPlan = await workflow.execute_activity(
+                "prepare", execution_id, result_type=AttemptPlan, **_QUICK
+            )
+            if plan.terminal:
+                return "ALREADY_FINISHED"
+            attempt = plan.attempt
             while True:
                 placement = None
                 placement = await workflow.execute_activity(
@@ -113,6 +115,9 @@ class ExecutionWorkflow:
             cancelled = isinstance(err, asyncio.CancelledError) or isinstance(
                 err.cause, CancelledError
             )
+            if placement is None and attempt:
+                # Interrupted around placement: the group may exist though we never heard of it.
+                placement = Placement(execution_id, attempt, True, pg_name(execution_id, attempt))
             if placement is not None and placement.placed:
                 await self._cleanup(execution_id, attempt, placement)
             if cancelled:
@@ -122,9 +127,9 @@ class ExecutionWorkflow:
                 # it hanging in a non-terminal state.
                 cause = err.cause.message if err.cause is not None else str(err)
                 state, reason = "FAILED", f"internal error: {cause}"
-            await workflow.execute_activity(
-                "finish", Finish(execution_id, attempt, state, reason), **_QUICK
-            )
+            # Whatever attempt the row is on by now (a cancel may race a retry).
+            final = Finish(execution_id, attempt, state, reason, any_attempt=True)
+            await workflow.execute_activity("finish", final, **_QUICK)
             return state
 
     async def _cleanup(

@@ -22,7 +22,7 @@ from aegis_ray.cluster.resources import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE,
 from aegis_ray.models.execution import ExecutionState
 from aegis_ray.store.executions import ExecutionStore
 from aegis_ray.store.nodes import NodeStore
-from aegis_ray.workflows.activities import pg_name
+from aegis_ray.workflows.types import pg_name
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
@@ -84,9 +84,11 @@ class Reconciler:
         repaired = 0
         cutoff = datetime.now(UTC) - ORPHAN_GRACE
         for rec in await self.executions.non_terminal():
-            if rec.updated_at > cutoff or not rec.workflow_id:
+            if rec.updated_at > cutoff:
                 continue
-            status = await self._workflow_status(rec.workflow_id)
+            # The API names workflows after their execution; a row may lack the id if the API
+            # died between writing the row and starting the workflow.
+            status = await self._workflow_status(rec.workflow_id or f"aegis-execution-{rec.id}")
             if status == WorkflowExecutionStatus.RUNNING:
                 continue
             why = f"workflow {status.name.lower() if status else 'not found'}; ended by reconciler"

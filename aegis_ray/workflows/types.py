@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def pg_name(execution_id: str, attempt: int) -> str:
+    """Name of an attempt's placement group (regenerated groups add ".N")."""
+    return f"aegis-{execution_id}-a{attempt}"
+
+
 @dataclass
 class AttemptPlan:
     execution_id: str
@@ -65,6 +70,7 @@ class Finish:
     state: str
     reason: str = ""
     exit_code: int | None = None
+    any_attempt: bool = False  # cancel/fail whatever attempt the row is on (cancellation races)
 
 
 @dataclass
