@@ -51,6 +51,17 @@ app.add_typer(token_app, name="token")
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table (default), json or yaml")]
 
 
+def redact(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `aegis up`'s state fit to print: the database password masked."""
+    out = dict(state)
+    url = out.get("database_url") or ""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if sep and at and ":" in creds:
+        out["database_url"] = f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return out
+
+
 def fail(message: str, code: int) -> NoReturn:
     err_console.print(f"[red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
@@ -161,7 +172,7 @@ def up(
             state = stack_up(settings, node, say)
         except (RuntimeError, TimeoutError, OSError) as err:
             fail(f"aegis up failed: {err}", EXIT_UNAVAILABLE)
-    if not emit(state.__dict__, output):
+    if not emit(redact(state.__dict__), output):
         console.print(f"[green]aegis is up[/]  API {state.api_url}  Ray {state.ray_address}")
         if state.dashboard_url:
             console.print(f"Ray dashboard {state.dashboard_url}")
@@ -184,7 +195,8 @@ def status(output: OutputOpt = Output.table) -> None:
 
     settings = Settings()
     state = UpState.load(settings.state_path)
-    report: dict[str, Any] = {"home": str(settings.home), "up": state.__dict__ if state else None}
+    shown = redact(state.__dict__) if state else None
+    report: dict[str, Any] = {"home": str(settings.home), "up": shown}
     c = client() if settings.admin_token_path.exists() or settings.api_token else None
     health: dict[str, Any] = {"status": "unreachable"}
     nodes: list[dict[str, Any]] = []
@@ -205,7 +217,7 @@ def status(output: OutputOpt = Output.table) -> None:
             f"Ray        {state.ray_address} (auth {state.ray_auth_mode}"
             f"{', started by aegis' if state.started.get('ray') else ', attached'})"
         )
-        console.print(f"PostgreSQL {state.database_url}")
+        console.print(f"PostgreSQL {redact(state.__dict__)['database_url']}")
         console.print(f"Temporal   {state.temporal_address}")
         if state.dashboard_url:
             console.print(f"Dashboard  {state.dashboard_url}")

@@ -13,12 +13,14 @@ import importlib.util
 import os
 import pwd
 import re
+import secrets
 import shlex
 import stat
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from aegis_ray.services.process import log_tail, pid_alive, port_in_use
 
@@ -75,8 +77,24 @@ class EmbeddedPostgres:
         self.log_path = self.data_dir / "postgres.log"
 
     @property
+    def password_path(self) -> Path:
+        return self.data_dir / "superuser.password"
+
+    @property
     def dsn(self) -> str:
-        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{self.database}"
+        user = SUPERUSER
+        if self.password_path.exists():
+            user += ":" + quote(self.password_path.read_text().strip(), safe="")
+        return f"postgresql://{user}@{HOST}:{self.port}/{self.database}"
+
+    def _ensure_password(self) -> None:
+        """The superuser's password, made once: the server trusts no local user without it."""
+        if self.password_path.exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
 
     # -- state -------------------------------------------------------------------------------
 
@@ -116,6 +134,8 @@ class EmbeddedPostgres:
                     "another process; pick a free one with AEGIS_POSTGRES_PORT or use an "
                     "external database with AEGIS_DATABASE_URL"
                 )
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._ensure_password()
             run_as = self._prepare()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(run_as)
@@ -162,7 +182,13 @@ class EmbeddedPostgres:
         return env
 
     def _run(
-        self, cmd: list[str], run_as: _RunAs, *, check: bool = True, timeout: float = 120
+        self,
+        cmd: list[str],
+        run_as: _RunAs,
+        *,
+        check: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         # Output goes through a pipe only for short-lived tools; pg_ctl start uses the log file.
         done = subprocess.run(
@@ -171,7 +197,7 @@ class EmbeddedPostgres:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=self._env(),
+            env=self._env() | (env or {}),
             cwd=self.data_dir,
             timeout=timeout,
             user=run_as.uid,
@@ -188,7 +214,8 @@ class EmbeddedPostgres:
     def _initdb(self, run_as: _RunAs) -> None:
         cmd = [
             str(bin_dir() / "initdb"), "-D", str(self.pgdata),
-            "-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync",
+            "-U", SUPERUSER, "--auth=scram-sha-256", f"--pwfile={self.password_path}",
+            "--encoding=UTF8", "--no-locale", "--no-sync",
         ]  # fmt: skip
         self._run(cmd, run_as, timeout=180)
 
@@ -240,7 +267,10 @@ class EmbeddedPostgres:
             str(bin_dir() / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
             "-h", HOST, "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql,
         ]  # fmt: skip
-        return self._run(cmd, _RunAs(), timeout=60).stdout.strip()
+        password = {}
+        if self.password_path.exists():
+            password["PGPASSWORD"] = self.password_path.read_text().strip()
+        return self._run(cmd, _RunAs(), timeout=60, env=password).stdout.strip()
 
     def _ensure_database(self) -> None:
         # The name is validated in __init__, so it is safe inside the literal and identifier.

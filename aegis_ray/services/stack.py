@@ -51,7 +51,10 @@ class UpState:
         return ray_head.RayAuth(self.ray_auth_mode, self.ray_token_path)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        # Holds the database URL (with its password): private to this user.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> UpState | None:

@@ -92,8 +92,13 @@ def test_embedded_postgres_starts_idempotently_serves_sql_and_stops(tmp_path: Pa
     pg = EmbeddedPostgres(tmp_path / "pg", port=port, database="aegis_test")
     try:
         dsn = pg.start()
-        assert dsn == f"postgresql://postgres@127.0.0.1:{port}/aegis_test"
+        password = pg.password_path.read_text().strip()
+        assert dsn == f"postgresql://postgres:{password}@127.0.0.1:{port}/aegis_test"
+        assert pg.password_path.stat().st_mode & 0o077 == 0  # private to its owner
         assert asyncio.run(_select_one(dsn)) == 1
+        # No trust for local users: without the password the server refuses.
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(_select_one(f"postgresql://postgres:wrong@127.0.0.1:{port}/aegis_test"))
         pid = pg.postmaster_pid()
         assert pid is not None
 
