@@ -8,7 +8,6 @@ orchestrator or hybrid nodes and never take capacity from agent containers.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from ray import serve
@@ -18,8 +17,6 @@ from aegis_ray.api.auth import TokenCache
 from aegis_ray.api.context import Connections, ControlPlaneConfig
 from aegis_ray.api.rest import create_app
 from aegis_ray.cluster.ray_state import control_plane_resources
-
-log = logging.getLogger(__name__)
 
 
 @serve.deployment(name="ExecutionWorker", num_replicas=1, max_ongoing_requests=8)

@@ -24,13 +24,10 @@ from aegis_ray.placement.bundle import demand_of
 from aegis_ray.placement.fit import PlanResult, plan
 from aegis_ray.store.db import StoreUnavailable
 from aegis_ray.workflows.execution import WORKFLOW_NAME
+from aegis_ray.workflows.types import workflow_id
 
 FOLLOW_POLL_S = 0.25
 MAX_MANIFEST_BYTES = 1 << 20
-
-
-def workflow_id(execution_id: Any) -> str:
-    return f"aegis-execution-{execution_id}"
 
 
 def create_app() -> FastAPI:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aegis_ray.cluster import resources as R
-from aegis_ray.placement.fit import Capacity, NodeFacts, facts_from_ray_node
+from aegis_ray.placement.fit import NodeFacts, facts_from_ray_node
 
 HEAD_MARKER = "node:__internal_head__"
 MARKER_AMOUNT = 0.001
@@ -62,23 +62,18 @@ def cluster_view() -> ClusterView:
     for node in nodes:
         fact = facts_from_ray_node(node, available.get(node["NodeID"]))
         if implicit and HEAD_MARKER in node.get("Resources", {}):
-            fact = _as_implicit_hybrid(fact, node, available.get(node["NodeID"]))
+            fact = _as_implicit_hybrid(fact)
         facts.append(fact)
     return ClusterView(nodes=facts, implicit_head=implicit)
 
 
-def _as_implicit_hybrid(
-    fact: NodeFacts, node: dict[str, Any], available: dict[str, float] | None
-) -> NodeFacts:
+def _as_implicit_hybrid(fact: NodeFacts) -> NodeFacts:
     # The hand-started head has no slot or disk resources: give it room for both so that only
     # CPU, memory and GPU (which Ray does know) limit what it takes.
     unlimited_disk = 1 << 60
     total = replace(fact.total, slots=1_000_000, disk_bytes=unlimited_disk)
     free = replace(fact.free, slots=1_000_000, disk_bytes=unlimited_disk)
     return replace(fact, role="hybrid", total=total, free=free)
-
-
-__all__ = ["Capacity", "ClusterView", "cluster_view", "control_plane_resources", "HEAD_MARKER"]
 
 
 async def live_cluster(node_store: Any) -> ClusterView:

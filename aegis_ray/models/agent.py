@@ -31,7 +31,7 @@ from aegis_ray.models.quantity import (
     parse_memory,
 )
 
-KiB, MiB, GiB, TiB = 2**10, 2**20, 2**30, 2**40
+MiB, GiB, TiB = 2**20, 2**30, 2**40
 
 _SIZE_SCHEMA: dict[str, Any] = {
     "anyOf": [

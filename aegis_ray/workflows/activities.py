@@ -42,6 +42,7 @@ from aegis_ray.workflows.types import (
     OUTCOME_LOST,
     OUTCOME_SUCCEEDED,
     OUTCOME_TIMED_OUT,
+    PLACEMENT_DEADLINE_S,
     AttemptPlan,
     AttemptRef,
     Cleanup,
@@ -63,9 +64,6 @@ POLL_TIMEOUT_S = 10.0
 REASON_REFRESH_S = 2.0
 # A bundle that no live node could ever hold fails after this long (nodes may be joining).
 NEVER_FITS_GRACE_S = 30.0
-# How long an execution may wait for capacity before it fails (the activity's own timeout in
-# the workflow is a little longer).
-PLACEMENT_DEADLINE_S = 3600.0
 STOP_GRACE_S = 3.0
 
 

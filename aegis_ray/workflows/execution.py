@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         OUTCOME_LOST,
         OUTCOME_SUCCEEDED,
         OUTCOME_TIMED_OUT,
+        PLACEMENT_DEADLINE_S,
         AttemptPlan,
         AttemptRef,
         Cleanup,
@@ -38,7 +39,6 @@ _QUICK = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=20),
 }
 # How long an execution may wait for capacity before it fails.
-PLACEMENT_DEADLINE = timedelta(hours=1)
 HEARTBEAT = timedelta(seconds=30)
 _TERMINAL_BY_OUTCOME = {
     OUTCOME_SUCCEEDED: "SUCCEEDED",
@@ -67,7 +67,7 @@ class ExecutionWorkflow:
                     "place",
                     AttemptRef(execution_id, attempt),
                     result_type=Placement,
-                    start_to_close_timeout=PLACEMENT_DEADLINE + timedelta(minutes=1),
+                    start_to_close_timeout=timedelta(seconds=PLACEMENT_DEADLINE_S + 60),
                     heartbeat_timeout=HEARTBEAT,
                     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     retry_policy=RetryPolicy(maximum_attempts=3),

@@ -22,7 +22,7 @@ from aegis_ray.cluster.resources import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE,
 from aegis_ray.models.execution import ExecutionState
 from aegis_ray.store.executions import ExecutionStore
 from aegis_ray.store.nodes import NodeStore
-from aegis_ray.workflows.types import pg_name
+from aegis_ray.workflows.types import pg_name, workflow_id
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
@@ -88,7 +88,7 @@ class Reconciler:
                 continue
             # The API names workflows after their execution; a row may lack the id if the API
             # died between writing the row and starting the workflow.
-            status = await self._workflow_status(rec.workflow_id or f"aegis-execution-{rec.id}")
+            status = await self._workflow_status(rec.workflow_id or workflow_id(rec.id))
             if status == WorkflowExecutionStatus.RUNNING:
                 continue
             why = f"workflow {status.name.lower() if status else 'not found'}; ended by reconciler"

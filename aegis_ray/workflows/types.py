@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# How long an execution may wait for capacity before it fails.
+PLACEMENT_DEADLINE_S = 3600.0
+
+
+def workflow_id(execution_id: object) -> str:
+    """Temporal workflow id of an execution: derived, so it can always be found again."""
+    return f"aegis-execution-{execution_id}"
+
 
 def pg_name(execution_id: str, attempt: int) -> str:
     """Name of an attempt's placement group (regenerated groups add ".N")."""
