@@ -85,12 +85,25 @@ class AegisClient:
     def logs(self, execution_id: str, *, after: int = 0) -> Any:
         return self._call("GET", f"/v1/executions/{execution_id}/logs", params={"after": after})
 
-    def follow_logs(self, execution_id: str, *, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Stream log rows until the execution ends (last row: {"end": true, "state": ...})."""
-        path = f"/v1/executions/{execution_id}/logs"
+    def watch(
+        self,
+        execution_id: str,
+        *,
+        after_event: int = 0,
+        after_log: int = 0,
+        events: bool = True,
+        logs: bool = True,
+    ) -> Iterator[dict[str, Any]]:
+        """{"event": row} / {"log": row} as they happen; the last item is {"end": {"state"}}."""
+        params = {
+            "after_event": after_event,
+            "after_log": after_log,
+            "events": str(events).lower(),
+            "logs": str(logs).lower(),
+        }
         try:
             with self.http.stream(
-                "GET", path, params={"after": after, "follow": "true"}, timeout=None
+                "GET", f"/v1/executions/{execution_id}/watch", params=params, timeout=None
             ) as r:
                 if r.status_code >= 400:
                     r.read()
@@ -103,6 +116,9 @@ class AegisClient:
 
     def cancel(self, execution_id: str) -> Any:
         return self._call("POST", f"/v1/executions/{execution_id}/cancel")
+
+    def heartbeat(self, node_id: str) -> Any:
+        return self._call("POST", f"/v1/nodes/{node_id}/heartbeat")
 
     def nodes(self) -> Any:
         return self._call("GET", "/v1/nodes")

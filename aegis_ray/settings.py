@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     grpc_port: int = 50051
+    # Where CLI commands send gRPC calls (`aegis --api grpc`); defaults to api_host:grpc_port.
+    grpc_address: str | None = None
     # Ray head.
     ray_port: int = 6379
     ray_dashboard_port: int = 8265

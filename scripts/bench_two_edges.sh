@@ -20,7 +20,7 @@ YAML
     if [ "$2" = edge ]; then
         echo "  runtime: {orchestrator_url: 'http://127.0.0.1:$API'}"
     else
-        echo "  api: {bind: 127.0.0.1, rest_port: $API}"
+        echo "  api: {bind: 127.0.0.1, rest_port: $API, grpc_port: 58052}"
     fi
 }
 

@@ -1,11 +1,10 @@
-"""Bearer-token authentication for the REST API (Ray Serve's ports do not check Ray's token)."""
+"""Bearer-token authentication for both APIs (Ray Serve's ports do not check Ray's token)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-from fastapi import HTTPException, Request
 
 CACHE_TTL_S = 10.0
 
@@ -34,13 +33,17 @@ class TokenCache:
         self._seen[secret] = (time.monotonic(), caller)
 
 
-def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
+def bearer_secret(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header or gRPC metadata value."""
+    scheme, _, secret = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
-        raise HTTPException(
-            status_code=401,
-            detail={"error": "unauthenticated", "message": "missing bearer token"},
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        return None
     return secret.strip()
+
+
+def metadata_secret(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:
+    """The bearer token in gRPC invocation metadata (key `authorization`)."""
+    for key, value in metadata:
+        if key.lower() == "authorization":
+            return bearer_secret(value.decode() if isinstance(value, bytes) else value)
+    return None

@@ -1,6 +1,8 @@
-"""The control-plane Ray Serve application: REST ingress plus the Temporal worker.
+"""The control-plane Ray Serve application: REST and gRPC ingress plus the Temporal worker.
 
 `serve deploy serve/aegis.yaml` (or `aegis up`, which deploys the same file) brings up both.
+REST arrives through Serve's HTTP proxy (8080), gRPC through its gRPC proxy (50051); both reach
+the same AegisAPI replica and the same `ControlPlane` operations.
 Replicas ask for a sliver of the orchestrator resource and no CPU, so they only ever run on
 orchestrator or hybrid nodes and never take capacity from agent containers.
 """
@@ -15,7 +17,9 @@ from ray.serve.handle import DeploymentHandle
 
 from aegis_ray.api.auth import TokenCache
 from aegis_ray.api.context import Connections, ControlPlaneConfig
+from aegis_ray.api.grpc_api import GrpcMethods
 from aegis_ray.api.rest import create_app
+from aegis_ray.api.service import ControlPlane
 from aegis_ray.cluster.ray_state import control_plane_resources
 
 
@@ -72,17 +76,17 @@ class ExecutionWorker:
 
 @serve.deployment(name="AegisAPI", num_replicas=1, max_ongoing_requests=200)
 @serve.ingress()
-class AegisAPI:
+class AegisAPI(GrpcMethods):
+    """REST routes (the FastAPI app) and gRPC methods (GrpcMethods) over one ControlPlane."""
+
     def __init__(self, args: dict[str, Any], worker: DeploymentHandle) -> None:
         self.config = ControlPlaneConfig.from_args(args)
-        self.worker = worker
+        self.plane = ControlPlane(Connections(self.config), TokenCache(), worker)
 
     def __serve_build_asgi_app__(self) -> Any:
         # Built in the replica, so that the app's state is this replica's own connections.
         app = create_app()
-        app.state.connections = Connections(self.config)
-        app.state.token_cache = TokenCache()
-        app.state.worker = self.worker
+        app.state.plane = self.plane
         return app
 
 

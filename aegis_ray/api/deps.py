@@ -1,58 +1,46 @@
-"""FastAPI dependencies shared by the route modules: connections and who is calling."""
+"""FastAPI dependencies shared by the route modules: the control plane and who is calling."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
-from aegis_ray.api.auth import Caller, TokenCache, bearer
-from aegis_ray.api.context import Connections
+from aegis_ray.api.auth import Caller, bearer_secret
+from aegis_ray.api.service import ADMINS, JOINERS, NODES, USERS, ControlPlane
 
 
-def conns(request: Request) -> Connections:
-    c: Connections = request.app.state.connections
-    return c
+def plane(request: Request) -> ControlPlane:
+    p: ControlPlane = request.app.state.plane
+    return p
 
 
 async def _verified(request: Request, roles: tuple[str, ...]) -> Caller:
-    secret = bearer(request)
-    cache: TokenCache = request.app.state.token_cache
-    who = cache.get(secret)
-    if who is None:
-        record = await (await conns(request).tokens()).verify(secret)
-        if record is None:
-            raise HTTPException(
-                401, {"error": "unauthenticated", "message": "invalid, expired or revoked token"}
-            )
-        who = Caller(tenant_id=record.tenant_id, role=record.role)
-        cache.put(secret, who)
-    if who.role not in roles:
-        raise HTTPException(
-            403,
-            {
-                "error": "forbidden",
-                "message": f"a {who.role} token cannot do this; needs one of: {', '.join(roles)}",
-            },
-        )
-    return who
+    secret = bearer_secret(request.headers.get("authorization"))
+    return await plane(request).authenticate(secret, roles)
 
 
 async def caller(request: Request) -> Caller:
     """A user of the execution API (admin or user token)."""
-    return await _verified(request, ("admin", "user"))
+    return await _verified(request, USERS)
 
 
 async def admin(request: Request) -> Caller:
-    return await _verified(request, ("admin",))
+    return await _verified(request, ADMINS)
 
 
 async def joiner(request: Request) -> Caller:
     """A node joining the cluster: only a join token will do."""
-    return await _verified(request, ("join",))
+    return await _verified(request, JOINERS)
+
+
+async def node(request: Request) -> Caller:
+    """A node reporting in: its join token, or an admin."""
+    return await _verified(request, NODES)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
 AdminDep = Annotated[Caller, Depends(admin)]
 JoinerDep = Annotated[Caller, Depends(joiner)]
-ConnsDep = Annotated[Connections, Depends(conns)]
+NodeDep = Annotated[Caller, Depends(node)]
+PlaneDep = Annotated[ControlPlane, Depends(plane)]

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 
+from aegis_ray.cli.cluster import cluster_app
 from aegis_ray.cli.render import (
     Output,
     console,
@@ -47,8 +49,31 @@ node_app = typer.Typer(help="Start, stop and drain the nodes of a cluster.", no_
 app.add_typer(node_app, name="node")
 token_app = typer.Typer(help="Issue API and join tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(cluster_app, name="cluster")
 
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table (default), json or yaml")]
+
+
+class Transport(StrEnum):
+    rest = "rest"
+    grpc = "grpc"
+
+
+# Chosen once per invocation by the global --api option (or AEGIS_API).
+_transport = {"api": Transport.rest}
+
+
+@app.callback()
+def _global_options(
+    api: Annotated[
+        Transport,
+        typer.Option(
+            "--api", envvar="AEGIS_API", help="how commands reach the cluster: rest or grpc"
+        ),
+    ] = Transport.rest,
+) -> None:
+    """aegis: run containerized AI agents on a Ray cluster."""
+    _transport["api"] = api
 
 
 def redact(state: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +92,8 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def client() -> AegisClient:
+def client() -> Any:
+    """An API client over the chosen transport (same methods and results either way)."""
     settings = Settings()
     token = settings.api_token
     if token is None and settings.admin_token_path.exists():
@@ -78,6 +104,10 @@ def client() -> AegisClient:
             "or set AEGIS_API_TOKEN",
             EXIT_AUTH,
         )
+    if _transport["api"] == Transport.grpc:
+        from aegis_ray.grpc_client import GrpcAegisClient
+
+        return GrpcAegisClient(grpc_address(settings), token)
     return AegisClient(api_url(settings), token)
 
 
@@ -91,29 +121,59 @@ def api_url(settings: Settings) -> str:
     return state.api_url if state and state.api_url else settings.api_base_url
 
 
+def grpc_address(settings: Settings) -> str:
+    """AEGIS_GRPC_ADDRESS if set, else where `aegis up` / `aegis node start` serve gRPC here."""
+    if settings.grpc_address:
+        return settings.grpc_address
+    from aegis_ray.services.stack import UpState
+
+    state = UpState.load(settings.state_path)
+    if state and state.grpc_address:
+        return state.grpc_address
+    return f"{settings.api_host}:{settings.grpc_port}"
+
+
+def _where(err: ApiError) -> str:
+    code = err.body.get("grpc_code")
+    return f"gRPC {code}" if code else f"HTTP {err.status}"
+
+
 def call(fn: Any, *args: Any, **kw: Any) -> Any:
     """Run one API call, turning its failures into a message and a meaningful exit code."""
     try:
         return fn(*args, **kw)
-    except ApiUnreachable as err:
+    except (ApiUnreachable, ApiError) as err:
+        refused(err)
+
+
+def stream(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Items of a watch stream, its failures handled like `call`'s."""
+    try:
+        yield from items
+    except (ApiUnreachable, ApiError) as err:
+        refused(err)
+
+
+def refused(err: ApiUnreachable | ApiError) -> NoReturn:
+    """Print why a call failed and exit with the matching code."""
+    if isinstance(err, ApiUnreachable):
         fail(f"{err}\nIs the cluster up? Try `aegis up` or `aegis status`.", EXIT_UNAVAILABLE)
-    except ApiError as err:
-        body = err.body
-        if err.status == 422 and body.get("error") == "invalid_manifest":
-            for p in body.get("problems", []):
-                err_console.print(
-                    f"[red]invalid:[/] {body.get('source')}: {p['path'] or '(document)'}: "
-                    f"{p['message']} (got {p['value']!r})",
-                    highlight=False,
-                )
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        if err.status == 422 and body.get("error") == "unschedulable":
-            err_console.print(plan_table(body["plan"]))
-            fail(f"rejected: {body['message']}", EXIT_BAD_INPUT)
-        code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 503: EXIT_UNAVAILABLE}.get(
-            err.status, EXIT_BAD_INPUT if err.status < 500 else EXIT_UNAVAILABLE
-        )
-        fail(f"{err} (HTTP {err.status})", code)
+    body = err.body
+    if err.status == 422 and body.get("error") == "invalid_manifest":
+        for p in body.get("problems", []):
+            err_console.print(
+                f"[red]invalid:[/] {body.get('source')}: {p['path'] or '(document)'}: "
+                f"{p['message']} (got {p['value']!r})",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if err.status == 422 and body.get("error") == "unschedulable":
+        err_console.print(plan_table(body["plan"]))
+        fail(f"rejected: {body['message']}", EXIT_BAD_INPUT)
+    code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 503: EXIT_UNAVAILABLE}.get(
+        err.status, EXIT_BAD_INPUT if err.status < 500 else EXIT_UNAVAILABLE
+    )
+    fail(f"{err} ({_where(err)})", code)
 
 
 def read_manifest(path: Path) -> str:
@@ -173,7 +233,10 @@ def up(
         except (RuntimeError, TimeoutError, OSError) as err:
             fail(f"aegis up failed: {err}", EXIT_UNAVAILABLE)
     if not emit(redact(state.__dict__), output):
-        console.print(f"[green]aegis is up[/]  API {state.api_url}  Ray {state.ray_address}")
+        console.print(
+            f"[green]aegis is up[/]  API {state.api_url}  gRPC {state.grpc_address}"
+            f"  Ray {state.ray_address}"
+        )
         if state.dashboard_url:
             console.print(f"Ray dashboard {state.dashboard_url}")
         console.print(f"admin token in {settings.admin_token_path}")
@@ -222,7 +285,12 @@ def status(output: OutputOpt = Output.table) -> None:
         if state.dashboard_url:
             console.print(f"Dashboard  {state.dashboard_url}")
     colour = "green" if health.get("status") == "ok" else "red"
-    console.print(f"API        {api_url(settings)} [{colour}]{health.get('status')}[/]")
+    where = (
+        f"gRPC {grpc_address(settings)}"
+        if _transport["api"] == Transport.grpc
+        else api_url(settings)
+    )
+    console.print(f"API        {where} [{colour}]{health.get('status')}[/]")
     for key in ("database", "temporal"):
         if key in health:
             console.print(f"  {key}: {health[key]}")
@@ -258,50 +326,34 @@ def submit(
 def _follow(execution_id: str, output: Output) -> int:
     """Print state changes and log lines as they happen; return the exit code for the end state."""
     c = client()
-    after_event = after_log = 0
-    state = "PENDING"
     quiet = output != Output.table
+    state = "PENDING"
     with console.status("waiting for placement", spinner="dots") as spinner:
-        while True:
-            for ev in call(c.events, execution_id, after=after_event)["items"]:
-                after_event = ev["id"]
-                if ev.get("to_state"):
-                    state = ev["to_state"]
-                if not quiet:
-                    message = escape(ev.get("message") or "")
-                    spinner.update(f"{state.lower()}: {message}")
-                    console.print(
-                        f"[dim]{ev['ts'][11:23]}[/] {state_text(ev.get('to_state') or '')}"
-                        f" {message}".rstrip(),
-                        highlight=False,
-                    )
-            after_log = _print_logs(c, execution_id, after_log, quiet)
-            if state in TERMINAL:
-                rec = call(c.get, execution_id)
-                # Lines written just before the last state change.
-                _print_logs(c, execution_id, after_log, quiet)
+        for item in stream(c.watch(execution_id)):
+            if "end" in item:
                 break
-            time.sleep(0.3)
+            if quiet:
+                continue
+            if ev := item.get("event"):
+                state = ev.get("to_state") or state
+                message = escape(ev.get("message") or "")
+                spinner.update(f"{state.lower()}: {message}")
+                console.print(
+                    f"[dim]{ev['ts'][11:23]}[/] {state_text(ev.get('to_state') or '')}"
+                    f" {message}".rstrip(),
+                    highlight=False,
+                )
+            elif ln := item.get("log"):
+                # Agent output is text, never markup.
+                style = "red" if ln["stream"] == "stderr" else None
+                console.print(ln["line"], style=style, highlight=False, markup=False)
+    rec = call(c.get, execution_id)
     if not emit(rec, output):
         console.print(
             f"{state_text(rec['state'])} exit code {rec.get('exit_code')}"
             + (f" — {escape(rec['reason'])}" if rec.get("reason") else "")
         )
     return EXIT_BY_STATE.get(rec["state"], 1)
-
-
-def _print_logs(c: AegisClient, execution_id: str, after: int, quiet: bool) -> int:
-    """Print every log line after `after` (all pages); returns the last id seen."""
-    while True:
-        items = call(c.logs, execution_id, after=after)["items"]
-        for ln in items:
-            after = ln["id"]
-            if not quiet:
-                # Agent output is text, never markup.
-                style = "red" if ln["stream"] == "stderr" else None
-                console.print(ln["line"], style=style, highlight=False, markup=False)
-        if not items:
-            return after
 
 
 @app.command("list")
@@ -348,17 +400,9 @@ def logs(
     """Print an execution's output (stdout and stderr, in order)."""
     c = client()
     if follow:
-        rows = call(c.follow_logs, execution_id)
-        try:
-            for row in rows:
-                if row.get("end"):
-                    break
+        for item in stream(c.watch(execution_id, events=False)):
+            if row := item.get("log"):
                 print(json.dumps(row) if output != Output.table else row["line"], flush=True)
-        except ApiUnreachable as err:
-            fail(str(err), EXIT_UNAVAILABLE)
-        except ApiError as err:
-            code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND}.get(err.status, 2)
-            fail(f"{err} (HTTP {err.status})", code)
         return
     if output == Output.table:
         after = 0
@@ -418,17 +462,50 @@ def node_start(
     ] = None,
     ray_arg: Annotated[
         list[str] | None,
-        typer.Option(help="extra `ray start` argument (repeatable), e.g. ports"),
+        typer.Option(
+            help="extra `ray start` argument (repeatable), e.g. ports; AEGIS_RAY_ARGS adds more"
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(
+            help="this instance's node id: {id} = the config's, {host} = this host's name"
+        ),
+    ] = None,
+    orchestrator_url: Annotated[
+        str | None, typer.Option(help="edge nodes: overrides spec.runtime.orchestrator_url")
+    ] = None,
+    join_token_file: Annotated[
+        Path | None, typer.Option(help="edge nodes: read the join token from this file")
+    ] = None,
+    join_secret_file: Annotated[
+        Path | None,
+        typer.Option(help="heads: accept this file's pre-shared secret as a join token (ray up)"),
     ] = None,
 ) -> None:
     """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
     edge = a Ray worker node that registers with the orchestrator named in its config."""
-    from aegis_ray.services.stack import JoinRefused, join_edge
+    from aegis_ray.cli.cluster import instance_config, ray_args_with_env, read_secret_file
+    from aegis_ray.services.stack import JoinRefused, ensure_join_secret, join_edge
     from aegis_ray.services.stack import up as stack_up
 
-    node = read_node_config(config)
+    node = instance_config(
+        read_node_config(config), config, node_id=node_id, orchestrator_url=orchestrator_url
+    )
+    if join_token_file is not None:
+        join_token = read_secret_file(join_token_file, "--join-token-file")
+    join_secret = join_secret_file and read_secret_file(join_secret_file, "--join-secret-file")
+    ray_arg = ray_args_with_env(ray_arg)
     settings = Settings()
-    settings.api_host, settings.api_port = node.spec.api.bind, node.spec.api.rest_port
+    # spec.api places the API unless AEGIS_API_HOST / AEGIS_API_PORT / AEGIS_GRPC_PORT say.
+    api = node.spec.api
+    for name, value in (
+        ("api_host", api.bind),
+        ("api_port", api.rest_port),
+        ("grpc_port", api.grpc_port),
+    ):
+        if name not in settings.model_fields_set:
+            setattr(settings, name, value)
 
     def say(step: str) -> None:
         console.print(f"[dim]·[/] {step}", highlight=False)
@@ -446,7 +523,10 @@ def node_start(
             state = join_edge(settings, node, join_token, say, ray_args=ray_arg or [])
             console.print(f"[green]edge {state.node_id} joined[/] {state.ray_address}")
         else:
-            head = stack_up(settings, node, say)
+            head = stack_up(settings, node, say, ray_args=ray_arg)
+            if join_secret:
+                say("join secret (accepted as a join token)")
+                ensure_join_secret(head.database_url, join_secret)
             console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
     except JoinRefused as err:
         fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)
@@ -455,12 +535,16 @@ def node_start(
 
 
 @node_app.command("stop")
-def node_stop(config: Annotated[Path, typer.Option(help="this node's NodeConfig")]) -> None:
+def node_stop(
+    config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
+    node_id: Annotated[str | None, typer.Option(help="as given to `aegis node start`")] = None,
+) -> None:
     """Stop this machine's node (what `aegis node start` started for that config)."""
+    from aegis_ray.cli.cluster import instance_config
     from aegis_ray.services.stack import down as stack_down
     from aegis_ray.services.stack import stop_edge
 
-    node = read_node_config(config)
+    node = instance_config(read_node_config(config), config, node_id=node_id, orchestrator_url=None)
     settings = Settings()
     if node.spec.node.type.value == "edge":
         stopped = stop_edge(settings, node.spec.node.id)

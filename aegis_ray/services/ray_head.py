@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,13 @@ def ray_cli() -> str:
 
 
 def start_head(
-    args: RayStartArgs, *, auth: RayAuth, port: int, dashboard_port: int, log_path: Path
+    args: RayStartArgs,
+    *,
+    auth: RayAuth,
+    port: int,
+    dashboard_port: int,
+    log_path: Path,
+    extra_args: Sequence[str] = (),
 ) -> tuple[str, int]:
     """`ray start --head` with the node's resources and labels.
 
@@ -112,6 +119,7 @@ def start_head(
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}",
             *args.cli_args(),
+            *extra_args,  # e.g. the cluster launcher's --autoscaling-config
         ],
         auth=auth,
         log_path=log_path,

@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ class UpState:
     database_url: str = ""
     temporal_address: str = ""
     api_url: str = ""
+    grpc_address: str = ""
     dashboard_url: str = ""
     node_id: str = ""
     ray_session: int = 0  # Unix session id of the Ray head we started (see ray_head.start_head)
@@ -73,8 +74,12 @@ def temporal(settings: Settings) -> TemporalDevServer:
     )
 
 
-def up(settings: Settings, node: NodeConfig | None, say: Say) -> UpState:
-    """Start (or find running) everything a single hybrid node needs; idempotent."""
+def up(
+    settings: Settings, node: NodeConfig | None, say: Say, *, ray_args: Sequence[str] = ()
+) -> UpState:
+    """Start (or find running) everything a single hybrid node needs; idempotent.
+
+    `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config)."""
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(exist_ok=True)
@@ -98,7 +103,7 @@ def up(settings: Settings, node: NodeConfig | None, say: Say) -> UpState:
         state.started["temporal"] = True
     state.save(settings.state_path)
 
-    _ray(settings, node, state, say)
+    _ray(settings, node, state, say, ray_args)
     state.save(settings.state_path)
 
     say("admin token")
@@ -107,12 +112,15 @@ def up(settings: Settings, node: NodeConfig | None, say: Say) -> UpState:
     say("control plane (Ray Serve: REST API + Temporal worker)")
     deploy_control_plane(settings, state)
     state.api_url = settings.api_base_url
+    state.grpc_address = f"127.0.0.1:{settings.grpc_port}"
     state.save(settings.state_path)
     wait_healthy(state.api_url, timeout=120)
     return state
 
 
-def _ray(settings: Settings, node: NodeConfig | None, state: UpState, say: Say) -> None:
+def _ray(
+    settings: Settings, node: NodeConfig | None, state: UpState, say: Say, ray_args: Sequence[str]
+) -> None:
     if state.started.get("ray") and ray_head.session_pids(state.ray_session):
         say(f"Ray head already running at {state.ray_address}")
         auth = state.auth
@@ -133,6 +141,7 @@ def _ray(settings: Settings, node: NodeConfig | None, state: UpState, say: Say) 
             port=settings.ray_port,
             dashboard_port=settings.ray_dashboard_port,
             log_path=settings.logs_dir / "ray.log",
+            extra_args=ray_args,
         )
         state.started["ray"] = True
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
@@ -177,6 +186,10 @@ def deploy_control_plane(settings: Settings, state: UpState) -> None:
     cfg = serve_config()
     serve.start(
         http_options={"host": settings.api_host, "port": settings.api_port},
+        grpc_options={
+            "port": settings.grpc_port,
+            "grpc_servicer_functions": cfg["grpc_options"]["grpc_servicer_functions"],
+        },
         proxy_location=cfg.get("proxy_location", "HeadOnly"),
     )
     serve.run(
@@ -201,6 +214,26 @@ def wait_healthy(api_url: str, *, timeout: float) -> dict[str, Any]:
             last = str(err)
         time.sleep(0.5)
     raise TimeoutError(f"control plane at {api_url} not healthy after {timeout:.0f}s: {last}")
+
+
+def ensure_join_secret(database_url: str, secret: str) -> None:
+    """Register a pre-shared join secret (`aegis node start --join-secret-file`, shipped by the
+    cluster launcher) as a join token without expiry; idempotent."""
+    from aegis_ray.store.db import connect
+    from aegis_ray.store.tokens import TokenStore
+
+    async def register() -> None:
+        pool = await connect(database_url)
+        try:
+            await TokenStore(pool).ensure(
+                secret, role="join", description="cluster join secret (aegis node start)"
+            )
+        except ValueError as err:  # known with another role
+            raise RuntimeError(f"join secret not accepted: {err}") from err
+        finally:
+            await pool.close()
+
+    asyncio.run(register())
 
 
 def _ensure_admin_token(settings: Settings, database_url: str) -> str:

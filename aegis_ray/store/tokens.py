@@ -77,19 +77,33 @@ class TokenStore:
 
         A token that was revoked stays revoked: replace the secret to get a working one.
         """
-        _check(tenant_id, "admin")
+        return await self.ensure(
+            secret, role="admin", description="admin token of aegis up", tenant_id=tenant_id
+        )
+
+    async def ensure(
+        self, secret: str, *, role: str, description: str, tenant_id: str = "default"
+    ) -> TokenRecord:
+        """Register a pre-shared ``secret`` with this role and no expiry, unless it is known
+        already (idempotent); raises ValueError if it is known with another role."""
+        _check(tenant_id, role)
         if len(secret) < 16:
-            raise ValueError("admin secret is too short (at least 16 characters)")
+            raise ValueError(f"{role} secret is too short (at least 16 characters)")
         async with self.pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO api_tokens (id, token_hash, tenant_id, role, description)"
-                " VALUES ($1, $2, $3, 'admin', 'admin token of aegis up')"
+                " VALUES ($1, $2, $3, $4, $5)"
                 " ON CONFLICT (token_hash) DO NOTHING",
                 uuid.uuid4(),
                 token_hash(secret),
                 tenant_id,
+                role,
+                description,
             )
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM api_tokens WHERE token_hash = $1", token_hash(secret)
             )
-        return TokenRecord.from_row(row)
+        record = TokenRecord.from_row(row)
+        if record.role != role:
+            raise ValueError(f"this secret is already registered as a {record.role} token")
+        return record

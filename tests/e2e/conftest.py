@@ -56,8 +56,12 @@ def _stack_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
     env.update(
         AEGIS_HOME=str(home),
-        # Outside Ray's worker port range (10002-19999) and the defaults a developer may run.
+        # Every test port is in 20000-32767: outside Ray's worker port range (10002-19999),
+        # Linux's ephemeral range (32768-60999, where any outgoing connection may hold a port)
+        # and the defaults a developer may run. Other modules: 22xxx-24xxx multinode, 30xxx
+        # attach, 31xxx aws start commands.
         AEGIS_API_PORT="28080",
+        AEGIS_GRPC_PORT="28051",
         AEGIS_RAY_PORT="26379",
         AEGIS_RAY_DASHBOARD_PORT="28265",
         AEGIS_POSTGRES_PORT="25432",

@@ -22,10 +22,11 @@ from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e
 PORTS = {
-    "AEGIS_API_PORT": "38080",
-    "AEGIS_POSTGRES_PORT": "35432",
-    "AEGIS_TEMPORAL_PORT": "37233",
-    "AEGIS_TEMPORAL_UI_PORT": "38233",
+    "AEGIS_API_PORT": "30080",
+    "AEGIS_GRPC_PORT": "30051",
+    "AEGIS_POSTGRES_PORT": "30432",
+    "AEGIS_TEMPORAL_PORT": "30233",
+    "AEGIS_TEMPORAL_UI_PORT": "30234",
 }
 
 
@@ -41,8 +42,8 @@ def hand_started() -> Iterator[tuple[Stack, int]]:
             ray,
             "start",
             "--head",
-            "--port=36379",
-            "--dashboard-port=38265",
+            "--port=30379",
+            "--dashboard-port=30265",
             "--ray-client-server-port=30001",
             "--num-cpus=2",
             "--memory=4000000000",

@@ -28,12 +28,13 @@ from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
 
 pytestmark = pytest.mark.e2e
-API_PORT = 48080
+API_PORT = 22080
+GRPC_PORT = 22051
 
 
 def node_config(node_id: str, kind: str, tags: list[str], cpu: int, gpu: bool = False) -> str:
     runtime = f"  runtime: {{orchestrator_url: 'http://127.0.0.1:{API_PORT}'}}\n"
-    api = f"  api: {{bind: 127.0.0.1, rest_port: {API_PORT}}}\n"
+    api = f"  api: {{bind: 127.0.0.1, rest_port: {API_PORT}, grpc_port: {GRPC_PORT}}}\n"
     return textwrap.dedent(
         f"""\
         apiVersion: 100monkeys.ai/v1
@@ -89,11 +90,11 @@ def _stack(prefix: str, **env: str) -> Stack:
 def cluster() -> Iterator[Cluster]:
     orch = _stack(
         "aegis-orch-",
-        AEGIS_RAY_PORT="46379",
-        AEGIS_RAY_DASHBOARD_PORT="48265",
-        AEGIS_POSTGRES_PORT="45432",
-        AEGIS_TEMPORAL_PORT="47233",
-        AEGIS_TEMPORAL_UI_PORT="48233",
+        AEGIS_RAY_PORT="22379",
+        AEGIS_RAY_DASHBOARD_PORT="22265",
+        AEGIS_POSTGRES_PORT="22432",
+        AEGIS_TEMPORAL_PORT="22233",
+        AEGIS_TEMPORAL_UI_PORT="22234",
     )
     configs = {}
     for node_id, kind, tags, gpu in (
@@ -115,7 +116,7 @@ def cluster() -> Iterator[Cluster]:
         for i, (node_id, edge) in enumerate(edges.items()):
             done = edge.aegis(
                 "node", "start", "--config", str(configs[node_id]), "--join-token", token,
-                *edge_ports(41000 + 1000 * i), timeout=300,
+                *edge_ports(23000 + 1000 * i), timeout=300,
             )  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
             started.append((edge, configs[node_id]))
@@ -210,6 +211,59 @@ def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
         shutil.rmtree(stray.home, ignore_errors=True)
 
 
+def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
+    """RegisterNode / Heartbeat with the join token; List/Get/Drain as REST does them."""
+    import grpc
+
+    from aegis_ray.grpc_client import GrpcAegisClient
+    from aegis_ray.rpc import nodes_pb2 as nd
+    from aegis_ray.rpc.nodes_pb2_grpc import NodeServiceStub
+
+    address = f"127.0.0.1:{GRPC_PORT}"
+    joiner = [("authorization", f"Bearer {cluster.join_token}")]
+    stub = NodeServiceStub(grpc.insecure_channel(address))
+    # An edge re-registering (as after a restart) with the identity it started with.
+    identity = nd.NodeIdentity(
+        node=nd.NodeSection(
+            id="edge-cpu", type="worker", region="local", tags=["cpu"],
+            resources=nd.NodeResources(cpu_cores=1, memory_gb=2, disk_gb=10, gpu=0),
+        ),
+        address="127.0.0.1",
+    )  # fmt: skip
+    joined = stub.RegisterNode(nd.RegisterNodeRequest(identity=identity), metadata=joiner)
+    assert joined.node.id == "edge-cpu" and joined.node.type == "edge"
+    assert joined.ray.auth_mode == "token" and joined.ray.token and joined.ray.address
+    beat = stub.Heartbeat(nd.HeartbeatRequest(node_id="edge-cpu"), metadata=joiner)
+    assert beat.status == "ready" and beat.last_heartbeat.seconds > 0
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Heartbeat(nd.HeartbeatRequest(node_id="no-such-node"), metadata=joiner)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    bad = nd.NodeIdentity(node=nd.NodeSection(id="Bad Id!", type="edge"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RegisterNode(nd.RegisterNodeRequest(identity=bad), metadata=joiner)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "identity.node.id" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:  # the admin token is not a join token
+        stub.RegisterNode(
+            nd.RegisterNodeRequest(identity=identity),
+            metadata=[("authorization", f"Bearer {cluster.orch.token}")],
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    over_grpc = GrpcAegisClient(address, cluster.orch.token)
+    rest = cluster.client()
+    assert {n["node_id"] for n in over_grpc.nodes()["items"]} == {
+        n["node_id"] for n in rest.nodes()["items"]
+    }
+    assert over_grpc.node("edge-gpu")["total"] == rest.node("edge-gpu")["total"]
+    try:
+        assert over_grpc.drain("edge-gpu")["status"] == "draining"
+        assert rest.node("edge-gpu")["status"] == "draining"
+    finally:
+        assert over_grpc.undrain("edge-gpu")["status"] == "ready"
+    assert over_grpc.cluster_status()["orchestrators"] == 1
+
+
 def test_aegis_nodes_lists_every_node_with_type_status_and_heartbeat(cluster: Cluster) -> None:
     deadline = time.monotonic() + 30
     while True:
@@ -239,7 +293,7 @@ def _restart_edge(cluster: Cluster, node_id: str) -> None:
     again = cluster.edges[node_id].aegis(
         "node", "start", "--config", str(cluster.configs[node_id]),
         "--join-token", cluster.join_token,
-        *edge_ports(41000 if node_id == "edge-gpu" else 42000), timeout=300,
+        *edge_ports(23000 if node_id == "edge-gpu" else 24000), timeout=300,
     )  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     _wait_ready(cluster, {node_id})

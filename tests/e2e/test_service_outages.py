@@ -8,11 +8,13 @@ import time
 import pytest
 
 from aegis_ray.client import ApiError
+from aegis_ray.grpc_client import GrpcAegisClient
 from aegis_ray.services.postgres import EmbeddedPostgres
 from aegis_ray.services.temporal import TemporalDevServer
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import REPO, Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
+from tests.e2e.test_grpc_api import GRPC_ADDRESS
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +43,19 @@ def _eventually_succeeds(stack: Stack, timeout: float = 120) -> dict:
             time.sleep(2)
 
 
+def _assert_grpc_unavailable(stack: Stack, error: str, *cli_args: str) -> None:
+    """The same outage over gRPC: UNAVAILABLE with the REST error body, CLI exit 3."""
+    client = GrpcAegisClient(GRPC_ADDRESS, stack.token)
+    call = getattr(client, cli_args[0])
+    args = ((REPO / cli_args[1]).read_text(),) if len(cli_args) > 1 else ()
+    kwargs = {"source": cli_args[1]} if len(cli_args) > 1 else {}
+    with pytest.raises(ApiError) as err:
+        call(*args, **kwargs)
+    assert err.value.body["grpc_code"] == "UNAVAILABLE" and err.value.body["error"] == error
+    assert err.value.status == 503
+    assert stack.aegis("--api", "grpc", *cli_args).returncode == 3
+
+
 def test_temporal_down_gives_503_writes_nothing_and_recovers(stack: Stack) -> None:
     c = stack.client()
     before = len(c.list(limit=500)["items"])
@@ -56,6 +71,9 @@ def test_temporal_down_gives_503_writes_nothing_and_recovers(stack: Stack) -> No
         assert health.returncode == 3 and "temporal" in health.stdout
         cli = stack.aegis("submit", "examples/hello-agent.yaml")
         assert cli.returncode == 3 and "Temporal" in cli.stderr
+        _assert_grpc_unavailable(
+            stack, "temporal_unavailable", "submit", "examples/hello-agent.yaml"
+        )
     finally:
         server.start()
     assert _eventually_succeeds(stack)["state"] == "SUCCEEDED"
@@ -74,6 +92,7 @@ def test_postgres_down_gives_503_and_the_api_keeps_answering(stack: Stack) -> No
             assert err.value.status == 503, err.value.body
             assert err.value.body["error"] == "database_unavailable"
         assert stack.aegis("list").returncode == 3
+        _assert_grpc_unavailable(stack, "database_unavailable", "list")
     finally:
         db.start()
     assert _eventually_succeeds(stack)["state"] == "SUCCEEDED"

@@ -1,0 +1,197 @@
+"""The gRPC API (protos/aegis/v1), served by Ray Serve's gRPC proxy from the same deployment
+as REST.
+
+Serve calls a method of the ingress deployment named like the RPC, with the request message and
+a `grpc_context` keyword argument. Every method authenticates with the bearer token in the
+`authorization` metadata, calls the same `ControlPlane` operation as the REST route, converts
+its body with `to_message`, and turns an `ApiProblem` into a status code, a details string and
+the REST error body as JSON in the trailing metadata key `aegis-error`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from pydantic import BaseModel, ValidationError
+
+from aegis_ray.api.auth import metadata_secret
+from aegis_ray.api.errors import GRPC_ERROR_METADATA, ApiProblem, as_problem
+from aegis_ray.api.service import (
+    ADMINS,
+    JOINERS,
+    NODES,
+    USERS,
+    ControlPlane,
+    NodeIdentity,
+    TokenRequest,
+    read_manifest,
+)
+from aegis_ray.models.agent import AgentManifest
+from aegis_ray.models.loading import problems_of
+from aegis_ray.rpc import executions_pb2 as ex
+from aegis_ray.rpc import nodes_pb2 as nd
+from aegis_ray.rpc.convert import health_message, to_dict, to_message
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Message)
+Context = Any  # ray.serve.grpc_util.RayServegRPCContext
+
+
+def _refuse(context: Context, problem: ApiProblem) -> None:
+    context.set_code(getattr(grpc.StatusCode, problem.grpc_code))
+    context.set_details(problem.message)
+    body = json.dumps(problem.body() | {"http_status": problem.http_status}, default=str)
+    context.set_trailing_metadata([(GRPC_ERROR_METADATA, body)])
+
+
+def _problem(err: Exception) -> ApiProblem:
+    problem = as_problem(err)
+    if problem is None:
+        log.exception("gRPC call failed")
+        problem = ApiProblem("internal", f"{type(err).__name__}: {err}")
+    return problem
+
+
+def _model(model: type[BaseModel], msg: Message, what: str) -> Any:
+    """Validate a request message with the REST API's pydantic model (same rules, same paths)."""
+    try:
+        return model.model_validate(to_dict(msg, drop_unset=True))
+    except ValidationError as err:
+        problems = problems_of(err, model)
+        text = "; ".join(f"{what}.{p.path}: {p.message} (got {p.value!r})" for p in problems)
+        raise ApiProblem(
+            "bad_request",
+            text,
+            problems=[{"path": f"{what}.{p.path}", "message": p.message} for p in problems],
+        ) from None
+
+
+def _manifest(msg: ex.ManifestInput) -> AgentManifest:
+    source = msg.source or "<request>"
+    which = msg.WhichOneof("manifest")
+    if which == "yaml":
+        return read_manifest(msg.yaml, source)
+    if which == "agent":
+        return read_manifest(to_dict(msg.agent), source)
+    raise ApiProblem("bad_request", "manifest: give `agent` (structured) or `yaml` (text)")
+
+
+def _opt(request: Message, name: str, default: Any) -> Any:
+    return getattr(request, name) if request.HasField(name) else default
+
+
+def _unary(
+    roles: tuple[str, ...] | None,
+    reply: type[R],
+    operation: Callable[[ControlPlane, Any, Any], Awaitable[dict[str, Any]]],
+    convert: Callable[[dict[str, Any]], R] | None = None,
+) -> Callable[..., Awaitable[R]]:
+    """A unary RPC: authenticate (roles None: no token needed), run `operation(plane, caller,
+    request)`, convert its REST body to `reply`; a refusal sets the status code instead."""
+
+    async def method(self: GrpcMethods, request: Any, grpc_context: Context) -> R:
+        try:
+            who = None
+            if roles is not None:
+                secret = metadata_secret(grpc_context.invocation_metadata())
+                who = await self.plane.authenticate(secret, roles)
+            body = await operation(self.plane, who, request)
+            return convert(body) if convert else to_message(body, reply)
+        except Exception as err:
+            _refuse(grpc_context, _problem(err))
+            return reply()
+
+    return method
+
+
+class GrpcMethods:
+    """Mixed into the Serve ingress deployment, which sets `self.plane`. One attribute per RPC
+    (Serve calls the method named like the RPC), each the REST route's operation."""
+
+    plane: ControlPlane
+
+    # ExecutionService
+    SubmitExecution = _unary(
+        USERS, ex.Execution, lambda p, who, r: p.submit(who, _manifest(r.manifest))
+    )
+    PlanExecution = _unary(USERS, ex.Plan, lambda p, who, r: p.plan(_manifest(r.manifest)))
+    GetExecution = _unary(USERS, ex.Execution, lambda p, who, r: p.get_execution(who, r.id))
+    ListExecutions = _unary(
+        USERS,
+        ex.ListExecutionsResponse,
+        lambda p, who, r: p.list_executions(
+            who,
+            states=list(r.states) or None,
+            name=_opt(r, "name", None),
+            limit=_opt(r, "limit", 50),
+            before=_opt(r, "before", None),
+        ),
+    )
+    CancelExecution = _unary(
+        USERS, ex.CancelExecutionResponse, lambda p, who, r: p.cancel(who, r.id)
+    )
+    ListExecutionEvents = _unary(
+        USERS, ex.ListExecutionEventsResponse, lambda p, who, r: p.events(who, r.id, r.after)
+    )
+    ListExecutionLogs = _unary(
+        USERS,
+        ex.ListExecutionLogsResponse,
+        lambda p, who, r: p.logs(who, r.id, r.after, _opt(r, "limit", 1000)),
+    )
+
+    async def WatchExecution(  # noqa: N802 - the RPC's name
+        self, request: ex.WatchExecutionRequest, grpc_context: Context
+    ) -> AsyncIterator[ex.WatchExecutionResponse]:
+        """Server stream: every event and log line in order, then `end` with the final state."""
+        both = not request.events and not request.logs
+        try:
+            who = await self.plane.authenticate(
+                metadata_secret(grpc_context.invocation_metadata()), USERS
+            )
+            items = await self.plane.watch(
+                who,
+                request.id,
+                after_event=request.after_event,
+                after_log=request.after_log,
+                events=both or request.events,
+                logs=both or request.logs,
+            )
+            async for item in items:
+                yield to_message(item, ex.WatchExecutionResponse)
+        except Exception as err:
+            problem = _problem(err)
+            _refuse(grpc_context, problem)
+            # A stream's status only reaches the client through an exception (Serve keeps the
+            # code set on the context): a return would end the stream with OK.
+            raise problem from None
+
+    # NodeService
+    RegisterNode = _unary(
+        JOINERS,
+        nd.RegisterNodeResponse,
+        lambda p, who, r: p.register(who, _model(NodeIdentity, r.identity, "identity")),
+    )
+    Heartbeat = _unary(NODES, nd.NodeRecord, lambda p, who, r: p.heartbeat(r.node_id))
+    ListNodes = _unary(USERS, nd.ListNodesResponse, lambda p, who, r: p.list_nodes())
+    GetNode = _unary(USERS, nd.Node, lambda p, who, r: p.get_node(r.node_id))
+    DrainNode = _unary(
+        ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, "draining")
+    )
+    UndrainNode = _unary(
+        ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, "ready")
+    )
+
+    # ClusterService
+    GetClusterStatus = _unary(USERS, nd.ClusterStatus, lambda p, who, r: p.cluster_status())
+    CreateToken = _unary(
+        ADMINS,
+        nd.CreateTokenResponse,
+        lambda p, who, r: p.create_token(who, _model(TokenRequest, r, "token")),
+    )
+    CheckHealth = _unary(None, nd.Health, lambda p, who, r: p.health(), health_message)
