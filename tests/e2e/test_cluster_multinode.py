@@ -108,9 +108,11 @@ def cluster() -> Iterator[Cluster]:
     edges = {"edge-gpu": _stack("aegis-edge-gpu-"), "edge-cpu": _stack("aegis-edge-cpu-")}
     started: list[tuple[Stack, Path]] = []
     try:
+        # Recorded before the check: a half-done start is stopped too (`node stop` stops what
+        # its up.json says was started).
+        started.append((orch, configs["orch-1"]))
         up = orch.aegis("node", "start", "--config", str(configs["orch-1"]), timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
-        started.append((orch, configs["orch-1"]))
         orch.token = (orch.home / "admin.token").read_text().strip()
         token = orch.aegis("token", "create", "--join", check=True).stdout.strip()
         for i, (node_id, edge) in enumerate(edges.items()):
@@ -118,8 +120,8 @@ def cluster() -> Iterator[Cluster]:
                 "node", "start", "--config", str(configs[node_id]), "--join-token", token,
                 *edge_ports(23000 + 1000 * i), timeout=300,
             )  # fmt: skip
-            assert done.returncode == 0, done.stdout + done.stderr
             started.append((edge, configs[node_id]))
+            assert done.returncode == 0, done.stdout + done.stderr
             edge.token = orch.token
         c = Cluster(orch, edges, configs, token)
         _wait_ready(c, {"orch-1", "edge-gpu", "edge-cpu"})
