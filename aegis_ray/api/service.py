@@ -9,9 +9,8 @@ gRPC layer converts them to messages field by field, so both transports carry th
 from __future__ import annotations
 
 import asyncio
-import heapq
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +22,7 @@ from aegis_ray import __version__
 from aegis_ray.api.auth import Caller, TokenCache
 from aegis_ray.api.context import Connections, TemporalUnavailable
 from aegis_ray.api.errors import ApiProblem, not_found
+from aegis_ray.api.interleave import Interleaver
 from aegis_ray.cluster.ray_state import ClusterView, live_cluster
 from aegis_ray.models.agent import AgentManifest
 from aegis_ray.models.execution import TERMINAL_STATES, ExecutionState
@@ -302,7 +302,8 @@ class ControlPlane:
         logs: bool = True,
     ) -> AsyncIterator[dict[str, Any]]:
         """Events ({"event": row}) and log lines ({"log": row}) as they are stored, each kind
-        in id order, until the execution has ended and nothing is left: then {"end": state}.
+        in id order and lines within their attempt's run (see interleave.py), until the
+        execution has ended and nothing is left: then {"end": {"state": ...}}.
 
         Checks the execution exists before the first item (a wrong id fails at once).
         """
@@ -310,28 +311,30 @@ class ControlPlane:
         store = await self.conns.executions()
         cursors = {"event": after_event, "log": after_log}
 
-        async def fetch_events(after: int) -> list[Any]:
-            return await store.events(rec.id, tenant_id=who.tenant_id, after_id=after)
+        order = Interleaver()
 
-        async def fetch_logs(after: int) -> list[Any]:
-            return await store.logs(rec.id, tenant_id=who.tenant_id, after_id=after, limit=1000)
-
-        sources: list[tuple[str, Callable[[int], Awaitable[list[Any]]]]] = []
-        if events:
-            sources.append(("event", fetch_events))
-        if logs:
-            sources.append(("log", fetch_logs))
+        async def fetch(kind: str, wanted: bool) -> list[Any]:
+            if not wanted:
+                return []
+            if kind == "event":
+                rows = await store.events(rec.id, tenant_id=who.tenant_id, after_id=cursors[kind])
+            else:
+                rows = await store.logs(
+                    rec.id, tenant_id=who.tenant_id, after_id=cursors[kind], limit=1000
+                )
+            if rows:
+                cursors[kind] = rows[-1].id
+            return list(rows)
 
         async def batch() -> list[dict[str, Any]]:
-            # What each kind has after its cursor, merged by time (stdout after the RUNNING
-            # event that precedes it); a merge, not a sort, so each kind stays in id order.
-            per_kind = []
-            for kind, fetch in sources:
-                rows = await fetch(cursors[kind])
-                if rows:
-                    cursors[kind] = rows[-1].id
-                per_kind.append([(r.ts, {kind: r.to_dict()}) for r in rows])
-            return [item for _, item in heapq.merge(*per_kind, key=lambda row: row[0])]
+            # Lines first: a line is stored after its attempt's RUNNING event, so that event is
+            # in this batch or an earlier one. Lines again when an attempt's run ended: those
+            # stored just before that state change belong before it.
+            lines = await fetch("log", logs)
+            changes = await fetch("event", events)
+            if logs and order.ends_a_window(changes):
+                lines += await fetch("log", logs)
+            return [{kind: row.to_dict()} for kind, row in order.merge(changes, lines)]
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
             while True:
