@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import yaml
+from google.protobuf import json_format
 
 from aegis_ray.api.errors import GRPC_ERROR_METADATA, GRPC_TO_HTTP
 from aegis_ray.client import ApiError, ApiUnreachable
@@ -22,6 +22,11 @@ from aegis_ray.rpc.convert import health_body, manifest_message, to_dict
 from aegis_ray.rpc.executions_pb2_grpc import ExecutionServiceStub
 from aegis_ray.rpc.nodes_pb2_grpc import ClusterServiceStub, NodeServiceStub
 
+# What grpc-core says when nothing answered at all (not a refusal by the API).
+_TRANSPORT_FAILURES = ("failed to connect", "connection refused", "socket closed", "dns")
+# Large enough for a page of 1,000 long log lines; gRPC's default is 4 MiB.
+MAX_MESSAGE_BYTES = 64 << 20
+
 
 def api_error(err: grpc.RpcError) -> Exception:
     """The REST-equivalent error for a failed call (ApiUnreachable if nothing answered)."""
@@ -29,7 +34,11 @@ def api_error(err: grpc.RpcError) -> Exception:
     details = err.details() or code.name  # type: ignore[attr-defined]
     trailing = err.trailing_metadata() or ()  # type: ignore[attr-defined]
     raw = next((v for k, v in trailing if k == GRPC_ERROR_METADATA), None)
-    if raw is None and code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    unanswered = code == grpc.StatusCode.DEADLINE_EXCEEDED or (
+        code == grpc.StatusCode.UNAVAILABLE
+        and any(s in details.lower() for s in _TRANSPORT_FAILURES)
+    )
+    if raw is None and unanswered:
         return ApiUnreachable(f"aegis gRPC API not reachable: {details}")
     body: dict[str, Any] = (
         json.loads(raw) if raw else {"error": code.name.lower(), "message": details}
@@ -43,7 +52,9 @@ class GrpcAegisClient:
     def __init__(self, address: str, token: str | None, *, timeout: float = 30.0) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address)
+        self.channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        )
         self.metadata = [("authorization", f"Bearer {token}")] if token else []
         self.executions = ExecutionServiceStub(self.channel)
         self.node_service = NodeServiceStub(self.channel)
@@ -63,14 +74,16 @@ class GrpcAegisClient:
 
     @staticmethod
     def _manifest(manifest_text: str, source: str) -> ex.ManifestInput:
-        """Structured when the text is a YAML mapping; else the text, for the server to judge."""
+        """The structured manifest when it validates here (normalized: bytes, seconds,
+        millicores, so nothing depends on how protobuf carries numbers); otherwise the text
+        itself, so that the server refuses it exactly as REST would (same problems, paths)."""
+        from aegis_ray.models.loading import ManifestError, parse_agent
+
         try:
-            doc = yaml.safe_load(manifest_text)
-            if isinstance(doc, dict):
-                return ex.ManifestInput(agent=manifest_message(doc), source=source)
-        except (yaml.YAMLError, ValueError):
-            pass
-        return ex.ManifestInput(yaml=manifest_text, source=source)
+            manifest = parse_agent(manifest_text, source=source)
+            return ex.ManifestInput(agent=manifest_message(manifest.to_document()), source=source)
+        except (ManifestError, json_format.ParseError):
+            return ex.ManifestInput(yaml=manifest_text, source=source)
 
     # ------------------------------------------------------------ executions
 
@@ -93,7 +106,11 @@ class GrpcAegisClient:
         self, *, states: list[str] | None = None, name: str | None = None, limit: int = 50
     ) -> Any:
         req = ex.ListExecutionsRequest(states=states or [], name=name, limit=limit)
-        return self._body(self.executions.ListExecutions, req)
+        body = self._body(self.executions.ListExecutions, req)
+        for item in body["items"]:  # fields only GetExecution / SubmitExecution fill
+            item.pop("attempts", None)
+            item.pop("waiting", None)
+        return body
 
     def get(self, execution_id: str) -> Any:
         body = self._body(self.executions.GetExecution, ex.GetExecutionRequest(id=execution_id))

@@ -43,18 +43,40 @@ R = TypeVar("R", bound=Message)
 Context = Any  # ray.serve.grpc_util.RayServegRPCContext
 
 
+# gRPC clients refuse trailing metadata over 8 KiB (soft) / 16 KiB (hard limit).
+MAX_ERROR_METADATA = 7 * 1024
+
+
+def error_metadata(problem: ApiProblem) -> str:
+    """The REST error body as JSON, cut to fit in trailing metadata: a plan keeps as many
+    nodes as fit (with `nodes_omitted`), anything else keeps error, message and status."""
+    body = problem.body() | {"http_status": problem.http_status}
+    text = json.dumps(body, default=str)
+    plan = body.get("plan")
+    if len(text) > MAX_ERROR_METADATA and isinstance(plan, dict) and plan.get("nodes"):
+        plan = body["plan"] = dict(plan, nodes=list(plan["nodes"]))
+        while len(text) > MAX_ERROR_METADATA and plan["nodes"]:
+            plan["nodes"].pop()
+            plan["nodes_omitted"] = plan.get("nodes_omitted", 0) + 1
+            text = json.dumps(body, default=str)
+    if len(text) > MAX_ERROR_METADATA:
+        small = {"error": problem.error, "message": problem.message[:2000], "truncated": True}
+        text = json.dumps(small | {"http_status": problem.http_status})
+    return text
+
+
 def _refuse(context: Context, problem: ApiProblem) -> None:
     context.set_code(getattr(grpc.StatusCode, problem.grpc_code))
-    context.set_details(problem.message)
-    body = json.dumps(problem.body() | {"http_status": problem.http_status}, default=str)
-    context.set_trailing_metadata([(GRPC_ERROR_METADATA, body)])
+    context.set_details(problem.message[:2000])
+    context.set_trailing_metadata([(GRPC_ERROR_METADATA, error_metadata(problem))])
 
 
 def _problem(err: Exception) -> ApiProblem:
     problem = as_problem(err)
     if problem is None:
+        # A bug: the details stay in the control plane's log, as REST's 500 does.
         log.exception("gRPC call failed")
-        problem = ApiProblem("internal", f"{type(err).__name__}: {err}")
+        problem = ApiProblem("internal", "internal error (see the control plane's log)")
     return problem
 
 
@@ -149,7 +171,6 @@ class GrpcMethods:
         self, request: ex.WatchExecutionRequest, grpc_context: Context
     ) -> AsyncIterator[ex.WatchExecutionResponse]:
         """Server stream: every event and log line in order, then `end` with the final state."""
-        both = not request.events and not request.logs
         try:
             who = await self.plane.authenticate(
                 metadata_secret(grpc_context.invocation_metadata()), USERS
@@ -159,8 +180,8 @@ class GrpcMethods:
                 request.id,
                 after_event=request.after_event,
                 after_log=request.after_log,
-                events=both or request.events,
-                logs=both or request.logs,
+                events=request.events,
+                logs=request.logs,
             )
             async for item in items:
                 yield to_message(item, ex.WatchExecutionResponse)

@@ -310,6 +310,8 @@ class ControlPlane:
         rec = await self._record(who, execution_id)
         store = await self.conns.executions()
         cursors = {"event": after_event, "log": after_log}
+        if not events and not logs:  # asking for neither means both (as in gRPC's defaults)
+            events = logs = True
 
         order = Interleaver()
 

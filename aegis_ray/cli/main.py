@@ -168,7 +168,8 @@ def refused(err: ApiUnreachable | ApiError) -> NoReturn:
             )
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if err.status == 422 and body.get("error") == "unschedulable":
-        err_console.print(plan_table(body["plan"]))
+        if "plan" in body:
+            err_console.print(plan_table(body["plan"]))
         fail(f"rejected: {body['message']}", EXIT_BAD_INPUT)
     code = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 503: EXIT_UNAVAILABLE}.get(
         err.status, EXIT_BAD_INPUT if err.status < 500 else EXIT_UNAVAILABLE
@@ -486,7 +487,7 @@ def node_start(
     """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
     edge = a Ray worker node that registers with the orchestrator named in its config."""
     from aegis_ray.cli.cluster import instance_config, ray_args_with_env, read_secret_file
-    from aegis_ray.services.stack import JoinRefused, ensure_join_secret, join_edge
+    from aegis_ray.services.stack import JoinRefused, join_edge
     from aegis_ray.services.stack import up as stack_up
 
     node = instance_config(
@@ -523,10 +524,7 @@ def node_start(
             state = join_edge(settings, node, join_token, say, ray_args=ray_arg or [])
             console.print(f"[green]edge {state.node_id} joined[/] {state.ray_address}")
         else:
-            head = stack_up(settings, node, say, ray_args=ray_arg)
-            if join_secret:
-                say("join secret (accepted as a join token)")
-                ensure_join_secret(head.database_url, join_secret)
+            head = stack_up(settings, node, say, ray_args=ray_arg, join_secret=join_secret)
             console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
     except JoinRefused as err:
         fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)

@@ -152,4 +152,6 @@ def plan_table(plan: dict[str, Any]) -> Table:
     for n in plan.get("nodes", []):
         verdict = "[yellow]later[/]" if n["node_id"] in later else "[red]never[/]"
         t.add_row(n["node_id"], verdict, "; ".join(r["message"] for r in n["reasons"]))
+    if plan.get("nodes_omitted"):
+        t.add_row(f"… {plan['nodes_omitted']} more", "", "(cut to fit the gRPC error metadata)")
     return t

@@ -63,6 +63,7 @@ COMMAND_KEYS = (
 )
 NODE_TYPE_COMMAND_KEYS = ("initialization_commands", "worker_setup_commands")
 _RAY_STOP = re.compile(r"(^|[;&|(`]|\s)ray\s+stop\b")
+_ORCH_URL = re.compile(r"--orchestrator-url[= ](\S+)")
 _ORCH_URL_PORT = re.compile(r"--orchestrator-url[= ]\S*?:(?:\$\{\w+:-)?(\d+)")
 _MAX_NODE_ID = 63
 
@@ -751,6 +752,17 @@ class _CrossCheck:
         if not any("--orchestrator-url" in c for c in self.worker_start):
             self._orchestrator_urls(api.rest_port)
         for i, command in enumerate(self.worker_start):
+            for url in _ORCH_URL.findall(command):
+                if not _ORCH_URL_PORT.search(f"--orchestrator-url {url}") or not url.startswith(
+                    "http://"
+                ):
+                    self.fail(
+                        "",
+                        f"worker_start_ray_commands[{i}]",
+                        f"--orchestrator-url {url}: give http://HOST:{api.rest_port} (the "
+                        "head's API is plain HTTP on its rest_port; without a port the edge "
+                        "would call 80)",
+                    )
             for port in _ORCH_URL_PORT.findall(command):
                 if int(port) != api.rest_port:
                     self.fail(
@@ -794,6 +806,14 @@ class _CrossCheck:
         uses = any(JOIN_SECRET in c for c in self.head_start + self.worker_start)
         if not uses:
             return
+        edges_present = any("--join-token-file" in c for c in self.worker_start)
+        if edges_present and not any("--join-secret-file" in c for c in self.head_start):
+            self.fail(
+                "",
+                "head_start_ray_commands",
+                "edges present a join secret (--join-token-file) but the head never accepts "
+                "one: add --join-secret-file to its `aegis node start`, or every edge gets 401",
+            )
         local = self.mounts.get(JOIN_SECRET)
         if local is None:
             self.fail(

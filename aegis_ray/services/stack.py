@@ -75,11 +75,18 @@ def temporal(settings: Settings) -> TemporalDevServer:
 
 
 def up(
-    settings: Settings, node: NodeConfig | None, say: Say, *, ray_args: Sequence[str] = ()
+    settings: Settings,
+    node: NodeConfig | None,
+    say: Say,
+    *,
+    ray_args: Sequence[str] = (),
+    join_secret: str | None = None,
 ) -> UpState:
     """Start (or find running) everything a single hybrid node needs; idempotent.
 
-    `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config)."""
+    `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config).
+    `join_secret` (a pre-shared secret, `ray up`) is accepted as a join token from before the
+    API answers, so no edge that reaches the API is refused for want of it."""
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(exist_ok=True)
@@ -108,6 +115,9 @@ def up(
 
     say("admin token")
     _ensure_admin_token(settings, state.database_url)
+    if join_secret:
+        say("join secret (accepted as a join token)")
+        ensure_join_secret(state.database_url, join_secret)
 
     say("control plane (Ray Serve: REST API + Temporal worker)")
     deploy_control_plane(settings, state)
@@ -368,7 +378,13 @@ def join_edge(
     return state
 
 
+# An edge may start before its orchestrator answers (`ray up` launches both at once).
+REGISTER_WAIT_S = float(os.environ.get("AEGIS_REGISTER_WAIT_S", "300"))
+
+
 def _register(api_url: str, join_token: str, node: NodeConfig) -> dict[str, Any]:
+    """Register with the orchestrator, waiting up to REGISTER_WAIT_S while it is unreachable
+    or unavailable (5xx); a refusal (4xx) is final."""
     import socket
 
     body = {
@@ -376,15 +392,21 @@ def _register(api_url: str, join_token: str, node: NodeConfig) -> dict[str, Any]
         "address": socket.gethostname(),
         "version": aegis_ray.__version__,
     }
-    try:
-        r = httpx.post(
-            f"{api_url}/v1/nodes/register",
-            json=body,
-            headers={"Authorization": f"Bearer {join_token}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as err:
-        raise JoinRefused(f"orchestrator at {api_url} not reachable: {err}") from err
+    deadline = time.monotonic() + REGISTER_WAIT_S
+    while True:
+        try:
+            r = httpx.post(
+                f"{api_url}/v1/nodes/register",
+                json=body,
+                headers={"Authorization": f"Bearer {join_token}"},
+                timeout=30,
+            )
+            if r.status_code < 500 or time.monotonic() >= deadline:
+                break
+        except httpx.HTTPError as err:
+            if time.monotonic() >= deadline:
+                raise JoinRefused(f"orchestrator at {api_url} not reachable: {err}") from err
+        time.sleep(3)
     if r.status_code != 200:
         try:
             message = r.json().get("message", r.text)

@@ -313,3 +313,16 @@ def test_cluster_secret_writes_a_private_file_once(tmp_path: Path) -> None:
     assert path.read_text().strip() == first
     printed = runner.invoke(app, ["cluster", "secret"]).output.strip()
     assert printed.startswith("aegis_") and printed != first
+
+
+def test_edges_with_a_join_secret_need_a_head_that_accepts_it(tmp_path: Path) -> None:
+    path = broken(tmp_path, "    --join-secret-file ~/aegis/cluster-join-secret\n", "")
+    assert_invalid(validate(path), path, "head_start_ray_commands", "--join-secret-file")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://$RAY_HEAD_IP:${AEGIS_API_PORT:-8080}", "http://$RAY_HEAD_IP"]
+)
+def test_orchestrator_url_must_be_plain_http_with_the_api_port(tmp_path: Path, url: str) -> None:
+    path = broken(tmp_path, "http://$RAY_HEAD_IP:${AEGIS_API_PORT:-8080}", url)
+    assert_invalid(validate(path), path, "worker_start_ray_commands[1]", "--orchestrator-url")

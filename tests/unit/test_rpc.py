@@ -3,6 +3,7 @@ REST bodies and messages convertible both ways, refusals mapped to status codes.
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -159,3 +160,18 @@ def test_a_refusal_keeps_its_details_across_processes() -> None:
     problem = ApiProblem("unschedulable", "no node", plan={"feasible": False})
     again = pickle.loads(pickle.dumps(problem))
     assert (again.error, again.message, again.extra) == ("unschedulable", "no node", problem.extra)
+
+
+def test_error_metadata_fits_grpc_limits_and_keeps_what_fits() -> None:
+    from aegis_ray.api.grpc_api import MAX_ERROR_METADATA, error_metadata
+
+    node = {"node_id": "n", "reasons": [{"check": "cpu", "message": "x" * 300}]}
+    plan = {"feasible": False, "summary": "no node fits", "nodes": [node] * 100}
+    text = error_metadata(ApiProblem("unschedulable", "no node fits", plan=plan))
+    body = json.loads(text)
+    assert len(text) <= MAX_ERROR_METADATA
+    kept = len(body["plan"]["nodes"])
+    assert kept > 5 and kept + body["plan"]["nodes_omitted"] == 100
+    assert body["http_status"] == 422 and len(plan["nodes"]) == 100  # the original untouched
+    huge = error_metadata(ApiProblem("bad_request", "y" * 20_000, problems=["z" * 20_000]))
+    assert len(huge) <= MAX_ERROR_METADATA and json.loads(huge)["truncated"] is True
