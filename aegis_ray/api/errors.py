@@ -66,6 +66,25 @@ def not_found(what: str) -> ApiProblem:
     return ApiProblem("not_found", f"no {what}")
 
 
+def refusal_types() -> tuple[type[Exception], ...]:
+    """Every exception `as_problem` turns into a refusal (REST registers a handler for each)."""
+    import asyncpg
+
+    from aegis_ray.api.context import TemporalUnavailable
+    from aegis_ray.models.loading import ManifestError
+    from aegis_ray.store.db import StoreUnavailable
+
+    return (
+        ApiProblem,
+        ManifestError,
+        StoreUnavailable,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        ConnectionError,
+        TemporalUnavailable,
+    )
+
+
 def as_problem(exc: BaseException) -> ApiProblem | None:
     """The refusal a known failure stands for (None: a bug, reported as internal)."""
     # Imported here: clients import this module for the tables above, without the server's

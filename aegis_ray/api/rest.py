@@ -11,29 +11,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aegis_ray import __version__
-from aegis_ray.api.context import TemporalUnavailable
 from aegis_ray.api.deps import CallerDep, PlaneDep
-from aegis_ray.api.errors import ApiProblem, as_problem
+from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
-from aegis_ray.api.service import MAX_MANIFEST_BYTES, read_manifest
-from aegis_ray.models.loading import ManifestError
-from aegis_ray.store.db import StoreUnavailable
-
-# Every failure that is a refusal rather than a bug (see errors.as_problem).
-REFUSALS: tuple[type[Exception], ...] = (
-    ApiProblem,
-    ManifestError,
-    StoreUnavailable,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    ConnectionError,
-    TemporalUnavailable,
-)
+from aegis_ray.api.service import read_manifest
 
 
 def create_app() -> FastAPI:
@@ -56,18 +41,15 @@ def problem_response(problem: ApiProblem) -> JSONResponse:
 def _install_error_handlers(app: FastAPI) -> None:
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         problem = as_problem(exc)
-        assert problem is not None  # registered for REFUSALS only
+        assert problem is not None  # registered for refusal_types() only
         return problem_response(problem)
 
-    for kind in REFUSALS:
+    for kind in refusal_types():
         app.add_exception_handler(kind, refused)
 
 
 async def _manifest(request: Request, source: str) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ApiProblem("too_large", f"{source}: manifest over 1 MiB")
-    return read_manifest(raw, source)
+    return read_manifest(await request.body(), source)
 
 
 def _install_routes(app: FastAPI) -> None:

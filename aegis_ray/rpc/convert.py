@@ -7,6 +7,7 @@ back into the same dicts with `to_dict`, so the CLI renders both transports alik
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ def to_message(body: dict[str, Any], cls: type[M]) -> M:
 
 def manifest_message(doc: dict[str, Any]) -> executions_pb2.AgentManifest:
     """An Agent manifest document (as loaded from YAML) as the structured message."""
-    doc = _copy(doc)
+    doc = copy.deepcopy(doc)
     for path in _QUANTITIES:
         parent = doc
         for key in path[:-1]:
@@ -112,12 +113,4 @@ def _integral(value: Any) -> Any:
         return {k: _integral(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_integral(v) for v in value]
-    return value
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
     return value

@@ -113,11 +113,8 @@ def up(
     _ray(settings, node, state, say, ray_args)
     state.save(settings.state_path)
 
-    say("admin token")
-    _ensure_admin_token(settings, state.database_url)
-    if join_secret:
-        say("join secret (accepted as a join token)")
-        ensure_join_secret(state.database_url, join_secret)
+    say("admin token" + (" and join secret" if join_secret else ""))
+    _register_tokens(settings, state.database_url, join_secret)
 
     say("control plane (Ray Serve: REST API + Temporal worker)")
     deploy_control_plane(settings, state)
@@ -226,27 +223,9 @@ def wait_healthy(api_url: str, *, timeout: float) -> dict[str, Any]:
     raise TimeoutError(f"control plane at {api_url} not healthy after {timeout:.0f}s: {last}")
 
 
-def ensure_join_secret(database_url: str, secret: str) -> None:
-    """Register a pre-shared join secret (`aegis node start --join-secret-file`, shipped by the
-    cluster launcher) as a join token without expiry; idempotent."""
-    from aegis_ray.store.db import connect
-    from aegis_ray.store.tokens import TokenStore
-
-    async def register() -> None:
-        pool = await connect(database_url)
-        try:
-            await TokenStore(pool).ensure(
-                secret, role="join", description="cluster join secret (aegis node start)"
-            )
-        except ValueError as err:  # known with another role
-            raise RuntimeError(f"join secret not accepted: {err}") from err
-        finally:
-            await pool.close()
-
-    asyncio.run(register())
-
-
-def _ensure_admin_token(settings: Settings, database_url: str) -> str:
+def _register_tokens(settings: Settings, database_url: str, join_secret: str | None) -> str:
+    """Register the admin token (written 0600 under AEGIS_HOME the first time) and, with
+    `ray up`, the pre-shared join secret as a join token without expiry; idempotent."""
     from aegis_ray.store.db import connect
     from aegis_ray.store.tokens import TokenStore
 
@@ -264,7 +243,14 @@ def _ensure_admin_token(settings: Settings, database_url: str) -> str:
     async def register() -> None:
         pool = await connect(database_url)
         try:
-            await TokenStore(pool).ensure_admin(secret)
+            tokens = TokenStore(pool)
+            await tokens.ensure_admin(secret)
+            if join_secret:
+                await tokens.ensure(
+                    join_secret, role="join", description="cluster join secret (aegis node start)"
+                )
+        except ValueError as err:  # the join secret is known with another role
+            raise RuntimeError(f"join secret not accepted: {err}") from err
         finally:
             await pool.close()
 
