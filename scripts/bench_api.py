@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from aegis_ray.cli.main import api_url, grpc_address
-from aegis_ray.client import AegisClient
-from aegis_ray.grpc_client import GrpcAegisClient
+from aegis_ray.sdk.grpc import GrpcAegisClient
+from aegis_ray.sdk.rest import AegisClient
 from aegis_ray.settings import Settings
 
 MANIFEST = Path(__file__).resolve().parent.parent / "examples" / "hello-agent.yaml"

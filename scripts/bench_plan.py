@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: placement decisions per second of `plan` over a registry of simulated nodes.
 
-Pure code path (no Ray, no services): the same `aegis_ray.placement.fit.plan` the API runs on
+Pure code path (no Ray, no services): the same `aegis_ray.core.placement.fit.plan` the API runs on
 every submit and `aegis plan`. Nodes get random roles, tags, sizes and load; the demands range
 from one that fits most nodes to one that fits none (every node then collects its reasons).
 
@@ -14,8 +14,8 @@ import argparse
 import random
 import time
 
-from aegis_ray.placement.bundle import Demand
-from aegis_ray.placement.fit import Capacity, NodeFacts, plan
+from aegis_ray.core.placement.demand import Demand
+from aegis_ray.core.placement.fit import Capacity, NodeFacts, plan
 
 GIB = 2**30
 TAGS = ["gpu", "large-memory", "ssd", "us-west-2", "arm64", "pci"]

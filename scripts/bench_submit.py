@@ -22,7 +22,7 @@ import docker
 import yaml
 
 from aegis_ray.cli.main import api_url
-from aegis_ray.client import AegisClient
+from aegis_ray.sdk.rest import AegisClient
 from aegis_ray.settings import Settings
 
 MANIFEST = Path(__file__).resolve().parent.parent / "examples" / "hello-agent.yaml"

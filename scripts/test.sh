@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff"
 python3 -m ruff check aegis_ray tests scripts
+echo "== import contract (.importlinter)"
+lint-imports --no-cache
 echo "== mypy (pure core)"
 python3 -m mypy
 echo "== pytest"

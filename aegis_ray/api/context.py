@@ -12,10 +12,10 @@ from typing import Any
 
 from temporalio.client import Client
 
-from aegis_ray.store.db import StoreUnavailable, connect
-from aegis_ray.store.executions import ExecutionStore
-from aegis_ray.store.nodes import NodeStore
-from aegis_ray.store.tokens import TokenStore
+from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
+from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.nodes import NodeStore
+from aegis_ray.adapters.postgres.tokens import TokenStore
 
 
 class TemporalUnavailable(RuntimeError):

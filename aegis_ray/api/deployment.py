@@ -15,12 +15,12 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from aegis_ray.adapters.ray.cluster_state import control_plane_resources
 from aegis_ray.api.auth import TokenCache
 from aegis_ray.api.context import Connections, ControlPlaneConfig
+from aegis_ray.api.control_plane import ControlPlane
 from aegis_ray.api.grpc_api import GrpcMethods
 from aegis_ray.api.rest import create_app
-from aegis_ray.api.service import ControlPlane
-from aegis_ray.cluster.ray_state import control_plane_resources
 
 
 @serve.deployment(name="ExecutionWorker", num_replicas=1, max_ongoing_requests=8)
@@ -34,9 +34,9 @@ class ExecutionWorker:
         from temporalio.client import Client
         from temporalio.worker import Worker
 
-        from aegis_ray.store.db import connect
-        from aegis_ray.store.executions import ExecutionStore
-        from aegis_ray.store.nodes import NodeStore
+        from aegis_ray.adapters.postgres.db import connect
+        from aegis_ray.adapters.postgres.executions import ExecutionStore
+        from aegis_ray.adapters.postgres.nodes import NodeStore
         from aegis_ray.workflows.activities import ExecutionActivities
         from aegis_ray.workflows.execution import ExecutionWorkflow
         from aegis_ray.workflows.reconciler import Reconciler

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from aegis_ray.api.auth import Caller, bearer_secret
-from aegis_ray.api.service import ADMINS, JOINERS, NODES, USERS, ControlPlane
+from aegis_ray.api.control_plane import ADMINS, JOINERS, NODES, USERS, ControlPlane
 
 
 def plane(request: Request) -> ControlPlane:

@@ -70,9 +70,9 @@ def refusal_types() -> tuple[type[Exception], ...]:
     """Every exception `as_problem` turns into a refusal (REST registers a handler for each)."""
     import asyncpg
 
+    from aegis_ray.adapters.postgres.db import StoreUnavailable
     from aegis_ray.api.context import TemporalUnavailable
-    from aegis_ray.models.loading import ManifestError
-    from aegis_ray.store.db import StoreUnavailable
+    from aegis_ray.core.models.loading import ManifestError
 
     return (
         ApiProblem,
@@ -91,9 +91,9 @@ def as_problem(exc: BaseException) -> ApiProblem | None:
     # dependencies.
     import asyncpg
 
+    from aegis_ray.adapters.postgres.db import StoreUnavailable
     from aegis_ray.api.context import TemporalUnavailable
-    from aegis_ray.models.loading import ManifestError
-    from aegis_ray.store.db import StoreUnavailable
+    from aegis_ray.core.models.loading import ManifestError
 
     if isinstance(exc, ApiProblem):
         return exc

@@ -20,8 +20,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
 from aegis_ray.api.auth import metadata_secret
-from aegis_ray.api.errors import GRPC_ERROR_METADATA, ApiProblem, as_problem
-from aegis_ray.api.service import (
+from aegis_ray.api.control_plane import (
     ADMINS,
     JOINERS,
     NODES,
@@ -31,8 +30,9 @@ from aegis_ray.api.service import (
     TokenRequest,
     read_manifest,
 )
-from aegis_ray.models.agent import AgentManifest
-from aegis_ray.models.loading import problems_of
+from aegis_ray.api.errors import GRPC_ERROR_METADATA, ApiProblem, as_problem
+from aegis_ray.core.models.agent import AgentManifest
+from aegis_ray.core.models.loading import problems_of
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
 from aegis_ray.rpc.convert import health_message, to_dict, to_message

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI
 
+from aegis_ray.api.control_plane import NodeIdentity, TokenRequest
 from aegis_ray.api.deps import AdminDep, CallerDep, JoinerDep, NodeDep, PlaneDep
-from aegis_ray.api.service import NodeIdentity, TokenRequest
 
 
 def install_node_routes(app: FastAPI) -> None:

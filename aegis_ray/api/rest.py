@@ -15,10 +15,10 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from aegis_ray import __version__
+from aegis_ray.api.control_plane import read_manifest
 from aegis_ray.api.deps import CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
-from aegis_ray.api.service import read_manifest
 
 
 def create_app() -> FastAPI:

@@ -17,15 +17,15 @@ import yaml
 from rich.markup import escape
 
 from aegis_ray.cli.render import console, err_console
-from aegis_ray.cluster.launcher import (
+from aegis_ray.cluster_config.validate import (
     ClusterConfigError,
     instance_node_id,
     node_type_snippet,
     validate_cluster_file,
     with_overrides,
 )
-from aegis_ray.models.loading import ManifestError, load_file
-from aegis_ray.models.node import NodeConfig
+from aegis_ray.core.models.loading import ManifestError, load_file
+from aegis_ray.core.models.node import NodeConfig
 
 EXIT_BAD_INPUT = 2
 MIN_SECRET_CHARS = 16  # what the token store accepts for a pre-shared secret
@@ -83,7 +83,7 @@ def secret(
     ] = None,
 ) -> None:
     """A new pre-shared join secret for a `ray up` cluster (file_mounts ship it to every node)."""
-    from aegis_ray.store.tokens import new_secret
+    from aegis_ray.adapters.postgres.tokens import new_secret
 
     if file is None:
         print(new_secret())

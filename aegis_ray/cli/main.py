@@ -29,8 +29,8 @@ from aegis_ray.cli.render import (
     plan_table,
     state_text,
 )
-from aegis_ray.client import AegisClient, ApiError, ApiUnreachable
-from aegis_ray.models.loading import ManifestError, json_schema, load_file, parse_node_config
+from aegis_ray.core.models.loading import ManifestError, json_schema, load_file, parse_node_config
+from aegis_ray.sdk.rest import AegisClient, ApiError, ApiUnreachable
 from aegis_ray.settings import Settings
 
 EXIT_BY_STATE = {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 124, "CANCELLED": 130}
@@ -105,7 +105,7 @@ def client() -> Any:
             EXIT_AUTH,
         )
     if _transport["api"] == Transport.grpc:
-        from aegis_ray.grpc_client import GrpcAegisClient
+        from aegis_ray.sdk.grpc import GrpcAegisClient
 
         return GrpcAegisClient(grpc_address(settings), token)
     return AegisClient(api_url(settings), token)
@@ -115,7 +115,7 @@ def api_url(settings: Settings) -> str:
     """AEGIS_API_URL if set, else where `aegis up` / `aegis node start` put the API here."""
     if settings.api_url:
         return settings.api_url
-    from aegis_ray.services.stack import UpState
+    from aegis_ray.node.stack import UpState
 
     state = UpState.load(settings.state_path)
     return state.api_url if state and state.api_url else settings.api_base_url
@@ -125,7 +125,7 @@ def grpc_address(settings: Settings) -> str:
     """AEGIS_GRPC_ADDRESS if set, else where `aegis up` / `aegis node start` serve gRPC here."""
     if settings.grpc_address:
         return settings.grpc_address
-    from aegis_ray.services.stack import UpState
+    from aegis_ray.node.stack import UpState
 
     state = UpState.load(settings.state_path)
     if state and state.grpc_address:
@@ -208,7 +208,7 @@ def up(
     output: OutputOpt = Output.table,
 ) -> None:
     """Start a hybrid node here: Ray head, control plane, PostgreSQL and Temporal."""
-    from aegis_ray.services.stack import up as stack_up
+    from aegis_ray.node.stack import up as stack_up
 
     node = None
     if config is not None:
@@ -246,7 +246,7 @@ def up(
 @app.command()
 def down() -> None:
     """Stop what `aegis up` started (and nothing else)."""
-    from aegis_ray.services.stack import down as stack_down
+    from aegis_ray.node.stack import down as stack_down
 
     stopped = stack_down(Settings(), lambda s: console.print(f"[dim]·[/] stopping {s}"))
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -255,7 +255,7 @@ def down() -> None:
 @app.command()
 def status(output: OutputOpt = Output.table) -> None:
     """What is running: Ray, API, PostgreSQL, Temporal, nodes."""
-    from aegis_ray.services.stack import UpState
+    from aegis_ray.node.stack import UpState
 
     settings = Settings()
     state = UpState.load(settings.state_path)
@@ -487,8 +487,8 @@ def node_start(
     """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
     edge = a Ray worker node that registers with the orchestrator named in its config."""
     from aegis_ray.cli.cluster import instance_config, ray_args_with_env, read_secret_file
-    from aegis_ray.services.stack import JoinRefused, join_edge
-    from aegis_ray.services.stack import up as stack_up
+    from aegis_ray.node.stack import JoinRefused, join_edge
+    from aegis_ray.node.stack import up as stack_up
 
     node = instance_config(
         read_node_config(config), config, node_id=node_id, orchestrator_url=orchestrator_url
@@ -539,8 +539,8 @@ def node_stop(
 ) -> None:
     """Stop this machine's node (what `aegis node start` started for that config)."""
     from aegis_ray.cli.cluster import instance_config
-    from aegis_ray.services.stack import down as stack_down
-    from aegis_ray.services.stack import stop_edge
+    from aegis_ray.node.stack import down as stack_down
+    from aegis_ray.node.stack import stop_edge
 
     node = instance_config(read_node_config(config), config, node_id=node_id, orchestrator_url=None)
     settings = Settings()

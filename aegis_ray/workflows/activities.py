@@ -27,16 +27,16 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from aegis_ray.cluster.ray_state import live_cluster
-from aegis_ray.models.agent import AgentManifest
-from aegis_ray.models.execution import TERMINAL_STATES, ExecutionState
-from aegis_ray.models.loading import parse_agent
-from aegis_ray.placement.bundle import bundle_of, demand_of
-from aegis_ray.placement.fit import plan
-from aegis_ray.runtime.container import ContainerSpec, LaunchError, PollResult
-from aegis_ray.runtime.launcher import LaunchActor, launch_actor_options
-from aegis_ray.store.executions import ExecutionStore
-from aegis_ray.store.nodes import NodeStore
+from aegis_ray.adapters.docker.container import ContainerSpec, LaunchError, PollResult
+from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.nodes import NodeStore
+from aegis_ray.adapters.ray.cluster_state import live_cluster
+from aegis_ray.adapters.ray.launch_actor import LaunchActor, launch_actor_options
+from aegis_ray.core.models.agent import AgentManifest
+from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
+from aegis_ray.core.models.loading import parse_agent
+from aegis_ray.core.placement.demand import bundle_of, demand_of
+from aegis_ray.core.placement.fit import plan
 from aegis_ray.workflows.types import (
     OUTCOME_FAILED,
     OUTCOME_LOST,
@@ -363,7 +363,7 @@ class ExecutionActivities:
 
 
 def _allowed(frm: ExecutionState, to: ExecutionState) -> bool:
-    from aegis_ray.models.execution import can_transition
+    from aegis_ray.core.models.execution import can_transition
 
     return can_transition(frm, to)
 
@@ -474,6 +474,6 @@ def _lost_reason(err: RayActorError, node_id: str) -> str:
 
 @ray.remote(num_cpus=0)
 def _sweep_containers(execution_id: str) -> int:
-    from aegis_ray.runtime.docker_runtime import DockerRuntime
+    from aegis_ray.adapters.docker.runtime import DockerRuntime
 
     return DockerRuntime().remove_for_execution(execution_id)

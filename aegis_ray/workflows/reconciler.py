@@ -18,10 +18,10 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from aegis_ray.cluster.resources import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
-from aegis_ray.models.execution import ExecutionState
-from aegis_ray.store.executions import ExecutionStore
-from aegis_ray.store.nodes import NodeStore
+from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.nodes import NodeStore
+from aegis_ray.core.models.execution import ExecutionState
+from aegis_ray.core.ray_mapping import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
 from aegis_ray.workflows.types import pg_name, workflow_id
 
 log = logging.getLogger(__name__)

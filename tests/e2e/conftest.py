@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aegis_ray.client import AegisClient
+from aegis_ray.sdk.rest import AegisClient
 
 REPO = Path(__file__).resolve().parents[2]
 AEGIS = [sys.executable, "-m", "aegis_ray.cli"]
@@ -95,8 +95,8 @@ def ray_driver(stack: Stack) -> Iterator[None]:
     """This test process as a Ray driver of the stack's cluster (same auth as `aegis up` chose)."""
     import ray
 
-    from aegis_ray.services import ray_head
-    from aegis_ray.services.stack import UpState
+    from aegis_ray.adapters.ray import head as ray_head
+    from aegis_ray.node.stack import UpState
 
     state = UpState.load(stack.home / "up.json")
     assert state is not None

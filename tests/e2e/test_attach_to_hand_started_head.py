@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aegis_ray.services import ray_head
+from aegis_ray.adapters.ray import head as ray_head
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e

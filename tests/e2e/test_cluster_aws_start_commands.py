@@ -34,12 +34,12 @@ from ray.autoscaler._private.command_runner import _with_environment_variables
 from ray.autoscaler._private.monitor import BASE_READONLY_CONFIG
 from ray.autoscaler._private.util import with_head_node_ip
 
-from aegis_ray.client import AegisClient
-from aegis_ray.cluster.launcher import instance_node_id
-from aegis_ray.cluster.resources import LABEL_NODE_ID
-from aegis_ray.models.loading import load_file
-from aegis_ray.services import ray_head
-from aegis_ray.services.stack import EdgeState, UpState
+from aegis_ray.adapters.ray import head as ray_head
+from aegis_ray.cluster_config.validate import instance_node_id
+from aegis_ray.core.models.loading import load_file
+from aegis_ray.core.ray_mapping import LABEL_NODE_ID
+from aegis_ray.node.stack import EdgeState, UpState
+from aegis_ray.sdk.rest import AegisClient
 from aegis_ray.settings import Settings
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state

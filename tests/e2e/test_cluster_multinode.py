@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from aegis_ray.client import AegisClient, ApiError
-from aegis_ray.services import ray_head
-from aegis_ray.services.stack import EdgeState
+from aegis_ray.adapters.ray import head as ray_head
+from aegis_ray.node.stack import EdgeState
+from aegis_ray.sdk.rest import AegisClient, ApiError
 from aegis_ray.settings import Settings
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
@@ -217,9 +217,9 @@ def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
     """RegisterNode / Heartbeat with the join token; List/Get/Drain as REST does them."""
     import grpc
 
-    from aegis_ray.grpc_client import GrpcAegisClient
     from aegis_ray.rpc import nodes_pb2 as nd
     from aegis_ray.rpc.nodes_pb2_grpc import NodeServiceStub
+    from aegis_ray.sdk.grpc import GrpcAegisClient
 
     address = f"127.0.0.1:{GRPC_PORT}"
     joiner = [("authorization", f"Bearer {cluster.join_token}")]

@@ -9,7 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from aegis_ray.client import AegisClient, ApiError
+from aegis_ray.sdk.rest import AegisClient, ApiError
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
 

@@ -14,14 +14,14 @@ import grpc
 import pytest
 import yaml
 
-from aegis_ray.client import AegisClient, ApiError
-from aegis_ray.grpc_client import GrpcAegisClient
-from aegis_ray.models.loading import parse_agent
+from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
 from aegis_ray.rpc.convert import manifest_message, to_dict
 from aegis_ray.rpc.executions_pb2_grpc import ExecutionServiceStub
 from aegis_ray.rpc.nodes_pb2_grpc import ClusterServiceStub, NodeServiceStub
+from aegis_ray.sdk.grpc import GrpcAegisClient
+from aegis_ray.sdk.rest import AegisClient, ApiError
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state

@@ -15,9 +15,14 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 
-from aegis_ray.runtime.container import LABEL_EXECUTION_ID, ContainerSpec, LaunchError, LogLine
-from aegis_ray.runtime.launcher import LaunchActor, launch_actor_options
-from aegis_ray.services.stack import UpState
+from aegis_ray.adapters.docker.container import (
+    LABEL_EXECUTION_ID,
+    ContainerSpec,
+    LaunchError,
+    LogLine,
+)
+from aegis_ray.adapters.ray.launch_actor import LaunchActor, launch_actor_options
+from aegis_ray.node.stack import UpState
 from tests.e2e.conftest import Stack
 from tests.e2e.runtime_images import busybox_image
 
@@ -82,7 +87,7 @@ def _reaper_pids(eid: str) -> list[int]:
             cmd = (proc / "cmdline").read_bytes()
         except (OSError, ValueError):
             continue
-        if b"aegis_ray.runtime.reaper" in cmd and eid.encode() in cmd:
+        if b"aegis_ray.adapters.docker.reaper" in cmd and eid.encode() in cmd:
             pids.append(int(proc.name))
     return pids
 

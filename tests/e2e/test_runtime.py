@@ -10,7 +10,7 @@ from typing import Any
 import docker
 import pytest
 
-from aegis_ray.runtime.container import (
+from aegis_ray.adapters.docker.container import (
     LABEL_ATTEMPT,
     LABEL_EXECUTION_ID,
     LABEL_MANAGED,
@@ -19,7 +19,7 @@ from aegis_ray.runtime.container import (
     LogLine,
     PollResult,
 )
-from aegis_ray.runtime.docker_runtime import DockerRuntime
+from aegis_ray.adapters.docker.runtime import DockerRuntime
 from tests.e2e.runtime_images import busybox_image
 
 pytestmark = pytest.mark.e2e

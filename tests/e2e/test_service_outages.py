@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from aegis_ray.client import ApiError
-from aegis_ray.grpc_client import GrpcAegisClient
-from aegis_ray.services.postgres import EmbeddedPostgres
-from aegis_ray.services.temporal import TemporalDevServer
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
+from aegis_ray.sdk.grpc import GrpcAegisClient
+from aegis_ray.sdk.rest import ApiError
 from tests.e2e.conftest import REPO, Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state

@@ -18,10 +18,10 @@ import httpx
 import psutil
 import pytest
 
-from aegis_ray.services.docker_engine import docker_status
-from aegis_ray.services.postgres import EmbeddedPostgres
-from aegis_ray.services.process import read_pid, spawn_detached, stop_pid, wait_for_port
-from aegis_ray.services.temporal import TemporalDevServer
+from aegis_ray.adapters.docker.engine import docker_status
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.process import read_pid, spawn_detached, stop_pid, wait_for_port
+from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
 
 
 def free_port() -> int:

@@ -14,13 +14,13 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from aegis_ray.models.execution import ExecutionState
-from aegis_ray.services.postgres import EmbeddedPostgres
-from aegis_ray.store.db import StoreUnavailable, connect
-from aegis_ray.store.executions import ExecutionStore
-from aegis_ray.store.migrations import available
-from aegis_ray.store.nodes import NodeStore
-from aegis_ray.store.tokens import TokenStore
+from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.migrations import available
+from aegis_ray.adapters.postgres.nodes import NodeStore
+from aegis_ray.adapters.postgres.tokens import TokenStore
+from aegis_ray.core.models.execution import ExecutionState
 
 pytestmark = pytest.mark.e2e
 

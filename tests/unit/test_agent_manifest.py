@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from aegis_ray.models.agent import AgentManifest, validate_image
-from aegis_ray.models.loading import ManifestError, load_file, parse_agent
+from aegis_ray.core.models.agent import AgentManifest, validate_image
+from aegis_ray.core.models.loading import ManifestError, load_file, parse_agent
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -1,6 +1,6 @@
-from aegis_ray.cluster import resources as R
-from aegis_ray.models.loading import parse_agent
-from aegis_ray.placement.bundle import Demand, bundle_of, demand_of
+from aegis_ray.core import ray_mapping as R
+from aegis_ray.core.models.loading import parse_agent
+from aegis_ray.core.placement.demand import Demand, bundle_of, demand_of
 
 GiB, MiB = 2**30, 2**20
 

@@ -14,10 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from aegis_ray.cli.main import app
-from aegis_ray.cluster import launcher as L
-from aegis_ray.cluster.resources import LABEL_NODE_ID, ray_start_args
-from aegis_ray.models.loading import ManifestError, load_file
-from aegis_ray.models.node import NodeConfig
+from aegis_ray.cluster_config import validate as L
+from aegis_ray.core.models.loading import ManifestError, load_file
+from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.core.ray_mapping import LABEL_NODE_ID, ray_start_args
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "cluster_configs"

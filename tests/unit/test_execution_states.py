@@ -1,6 +1,6 @@
 import pytest
 
-from aegis_ray.models.execution import (
+from aegis_ray.core.models.execution import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATES,
     ExecutionState,

@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-from aegis_ray.cluster import resources as R
-from aegis_ray.placement.bundle import Demand
-from aegis_ray.placement.fit import Capacity, NodeFacts, check_node, facts_from_ray_node, plan
+from aegis_ray.core import ray_mapping as R
+from aegis_ray.core.placement.demand import Demand
+from aegis_ray.core.placement.fit import Capacity, NodeFacts, check_node, facts_from_ray_node, plan
 
 GiB = 2**30
 BIG = Capacity(cpu_millis=8000, memory_bytes=16 * GiB, disk_bytes=100 * GiB, gpu=0, slots=32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from aegis_ray.api.interleave import Interleaver
+from aegis_ray.core.interleave import Interleaver
 
 Row = SimpleNamespace
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from aegis_ray.models.agent import AgentManifest
-from aegis_ray.models.loading import (
+from aegis_ray.core.models.agent import AgentManifest
+from aegis_ray.core.models.loading import (
     ManifestError,
     json_schema,
     load_file,
@@ -14,7 +14,7 @@ from aegis_ray.models.loading import (
     parse_document,
     parse_node_config,
 )
-from aegis_ray.models.node import NodeConfig
+from aegis_ray.core.models.node import NodeConfig
 
 AGENT_YAML = """\
 apiVersion: 100monkeys.ai/v1

@@ -3,8 +3,8 @@ from typing import Any
 
 import pytest
 
-from aegis_ray.models.loading import ManifestError, parse_node_config
-from aegis_ray.models.node import NodeType
+from aegis_ray.core.models.loading import ManifestError, parse_node_config
+from aegis_ray.core.models.node import NodeType
 
 # The edge example of the multi-node deployment document, verbatim.
 EDGE_YAML = """\

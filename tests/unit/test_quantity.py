@@ -1,6 +1,6 @@
 import pytest
 
-from aegis_ray.models.quantity import (
+from aegis_ray.core.models.quantity import (
     format_cpu,
     format_duration,
     format_memory,

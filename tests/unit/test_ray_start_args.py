@@ -4,10 +4,11 @@ from typing import Any
 
 import pytest
 
-from aegis_ray.cluster import resources as R
-from aegis_ray.cluster.local_node import default_node_config, node_id_from_hostname
-from aegis_ray.models.loading import parse_node_config
-from aegis_ray.models.node import NodeConfig
+from aegis_ray.core import ray_mapping as R
+from aegis_ray.core.models.loading import parse_node_config
+from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.core.models.tags import validate_tag
+from aegis_ray.node.local_config import default_node_config, node_id_from_hostname
 
 GiB = 2**30
 
@@ -100,12 +101,12 @@ def test_labels_pass_rays_own_label_syntax_check() -> None:
 )
 def test_validate_tag_names_the_tag(tag: str, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment) as info:
-        R.validate_tag(tag)
+        validate_tag(tag)
     assert repr(tag) in str(info.value)
 
 
 def test_valid_tags_map_to_prefixed_resources() -> None:
-    assert R.validate_tag("large-memory") == "large-memory"
+    assert validate_tag("large-memory") == "large-memory"
     assert R.tag_resource("gpu.a100") == "aegis/tag/gpu.a100"
 
 

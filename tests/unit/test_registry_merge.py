@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from aegis_ray.cluster.registry import GONE_AFTER_S, eligible_selector, merge
-from aegis_ray.placement.fit import Capacity, NodeFacts
+from aegis_ray.core.placement.fit import Capacity, NodeFacts
+from aegis_ray.core.registry import GONE_AFTER_S, eligible_selector, merge
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 CAP = Capacity(2000, 2**31, 2**33, 0, 8)

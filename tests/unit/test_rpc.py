@@ -16,7 +16,7 @@ import yaml
 from google.protobuf import json_format
 
 from aegis_ray.api.errors import ERRORS, GRPC_TO_HTTP, ApiProblem
-from aegis_ray.models.loading import parse_agent
+from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
 from aegis_ray.rpc.convert import health_body, health_message, manifest_message, to_dict, to_message

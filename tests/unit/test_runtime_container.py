@@ -6,13 +6,13 @@ import pickle
 
 import pytest
 
-from aegis_ray.runtime.container import (
+from aegis_ray.adapters.docker.container import (
     LABEL_EXECUTION_ID,
     LABEL_MANAGED,
     ContainerSpec,
     LaunchError,
 )
-from aegis_ray.runtime.docker_runtime import _lines_of, _parse_stamp
+from aegis_ray.adapters.docker.runtime import _lines_of, _parse_stamp
 
 
 def spec(**kw: object) -> ContainerSpec:

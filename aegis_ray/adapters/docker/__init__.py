@@ -1,0 +1,1 @@
+"""Docker: agent containers on the local engine (create, logs, wait, stop, remove)."""

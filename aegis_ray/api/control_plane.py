@@ -1,0 +1,467 @@
+"""The control plane's operations, independent of transport.
+
+REST (aegis_ray/api/rest.py, nodes.py) and gRPC (aegis_ray/api/grpc_api.py) are thin layers
+over this class: both authenticate with `authenticate`, call one method, and turn an
+`ApiProblem` into their own status. Results are the REST API's JSON bodies (plain dicts); the
+gRPC layer converts them to messages field by field, so both transports carry the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.service import RPCError, RPCStatusCode
+
+from aegis_ray import __version__
+from aegis_ray.adapters.postgres.records import ExecutionRecord
+from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
+from aegis_ray.api.auth import Caller, TokenCache
+from aegis_ray.api.context import Connections, TemporalUnavailable
+from aegis_ray.api.errors import ApiProblem, not_found
+from aegis_ray.core.interleave import Interleaver
+from aegis_ray.core.models.agent import AgentManifest
+from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
+from aegis_ray.core.models.loading import parse_agent
+from aegis_ray.core.models.node import NodeSection
+from aegis_ray.core.placement.demand import demand_of
+from aegis_ray.core.placement.fit import Capacity, NodeFacts, PlanResult, plan
+from aegis_ray.workflows.execution import WORKFLOW_NAME
+from aegis_ray.workflows.types import workflow_id
+
+FOLLOW_POLL_S = 0.25
+MAX_MANIFEST_BYTES = 1 << 20
+USERS = ("admin", "user")
+ADMINS = ("admin",)
+JOINERS = ("join",)
+NODES = ("join", "admin")
+
+
+class NodeIdentity(BaseModel):
+    """What a node says about itself when it registers (the seed's NodeIdentity)."""
+
+    model_config = ConfigDict(extra="forbid")
+    node: NodeSection
+    ray_node_id: str | None = None
+    address: str | None = None
+    version: str = __version__
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["join", "user"] = "join"
+    ttl_s: float | None = Field(default=3600.0, gt=0, le=365 * 86400)
+    description: str = ""
+    tenant_id: str | None = None
+
+
+def read_manifest(data: str | bytes | dict[str, Any], source: str) -> AgentManifest:
+    """Validate a manifest given as text (YAML/JSON) or as a structured document."""
+    if isinstance(data, str | bytes) and len(data) > MAX_MANIFEST_BYTES:
+        raise ApiProblem("too_large", f"{source}: manifest over 1 MiB")
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="replace")
+    return parse_agent(data, source=source)
+
+
+def plan_body(result: PlanResult) -> dict[str, Any]:
+    return {
+        "feasible": result.feasible,
+        "summary": result.summary(),
+        "fits_now": result.fits_now,
+        "fits_later": result.fits_later,
+        "nodes": [
+            {
+                "node_id": node_id,
+                "reasons": [
+                    {
+                        "check": r.check,
+                        "message": r.message,
+                        "needed": r.needed,
+                        "available": r.available,
+                    }
+                    for r in reasons
+                ],
+            }
+            for node_id, reasons in result.reasons.items()
+        ],
+    }
+
+
+def node_dict(n: NodeFacts, record: Any = None) -> dict[str, Any]:
+    def cap(c: Capacity) -> dict[str, Any]:
+        return {
+            "cpu_millis": c.cpu_millis,
+            "memory_bytes": c.memory_bytes,
+            "disk_bytes": c.disk_bytes,
+            "gpu": c.gpu,
+            "slots": c.slots,
+        }
+
+    out: dict[str, Any] = {
+        "node_id": n.node_id,
+        "ray_node_id": n.ray_node_id,
+        "role": n.role,
+        "status": n.status,
+        "tags": sorted(n.tags),
+        "total": cap(n.total),
+        "free": cap(n.free),
+        "registered": record is not None,
+    }
+    if record is not None:
+        out |= {
+            "region": record.region,
+            "version": record.version,
+            "address": record.address,
+            "last_heartbeat": record.last_heartbeat.isoformat() if record.last_heartbeat else None,
+        }
+    return out
+
+
+def _parse_id(execution_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(execution_id)
+    except ValueError:
+        raise not_found(f"execution {execution_id!r}") from None
+
+
+def _parse_cursor(before: str | None) -> tuple[datetime | None, uuid.UUID | None]:
+    """Paging cursor "created_at|id" (as returned in next_before); ties on time stay exact."""
+    if not before:
+        return None, None
+    when, _, ident = before.partition("|")
+    try:
+        return datetime.fromisoformat(when), uuid.UUID(ident) if ident else None
+    except ValueError:
+        raise ApiProblem("bad_request", f"before={before!r} is not a paging cursor") from None
+
+
+def _finished(rec: ExecutionRecord) -> ApiProblem:
+    return ApiProblem("already_finished", f"execution is {rec.state.value}", state=rec.state.value)
+
+
+class ControlPlane:
+    """One replica's view of the control plane: its connections, token cache and worker."""
+
+    def __init__(self, conns: Connections, tokens: TokenCache, worker: Any = None) -> None:
+        self.conns = conns
+        self.tokens = tokens
+        self.worker = worker
+
+    # ------------------------------------------------------------ auth and health
+
+    async def authenticate(self, secret: str | None, roles: tuple[str, ...]) -> Caller:
+        """Who holds this bearer token; refuses unknown tokens and the wrong role."""
+        if not secret:
+            raise ApiProblem("unauthenticated", "missing bearer token")
+        who = self.tokens.get(secret)
+        if who is None:
+            record = await (await self.conns.tokens()).verify(secret)
+            if record is None:
+                raise ApiProblem("unauthenticated", "invalid, expired or revoked token")
+            who = Caller(tenant_id=record.tenant_id, role=record.role)
+            self.tokens.put(secret, who)
+        if who.role not in roles:
+            raise ApiProblem(
+                "forbidden",
+                f"a {who.role} token cannot do this; needs one of: {', '.join(roles)}",
+            )
+        return who
+
+    async def health(self) -> dict[str, Any]:
+        checks = await self.conns.check()
+        checks["worker"] = await self._worker_status()
+        ok = all(v == "ok" for v in checks.values())
+        return {"status": "ok" if ok else "degraded", "version": __version__, **checks}
+
+    async def _worker_status(self) -> str:
+        """Is the Temporal worker replica alive? Without it submissions would never move."""
+        if self.worker is None:
+            return "unknown"
+        try:
+            return str(await asyncio.wait_for(self.worker.ping.remote(), 5))
+        except Exception as err:
+            return f"unavailable: {type(err).__name__}: {err}"[:300]
+
+    # ------------------------------------------------------------ executions
+
+    async def live_view(self) -> ClusterView:
+        """Ray's live nodes merged with the registry (draining, down, gone)."""
+        return await live_cluster(await self.conns.nodes())
+
+    async def plan(self, manifest: AgentManifest) -> dict[str, Any]:
+        view = await self.live_view()
+        return plan_body(plan(demand_of(manifest), view.nodes))
+
+    async def submit(self, who: Caller, manifest: AgentManifest) -> dict[str, Any]:
+        view = await self.live_view()
+        result = plan(demand_of(manifest), view.nodes)
+        if not result.feasible:
+            raise ApiProblem("unschedulable", result.summary(), plan=plan_body(result))
+        c = self.conns
+        client = await c.temporal()  # fail before writing anything if Temporal is down
+        store = await c.executions()
+        rec = await store.create(
+            tenant_id=who.tenant_id,
+            name=manifest.metadata.name,
+            manifest=manifest.to_document(),
+            max_retries=manifest.spec.execution.max_retries,
+            timeout_s=manifest.spec.execution.timeout,
+        )
+        wid = workflow_id(rec.id)
+        try:
+            await client.start_workflow(
+                WORKFLOW_NAME, str(rec.id), id=wid, task_queue=c.config.task_queue
+            )
+        except Exception as err:
+            # Nothing half-written: without its workflow the row would never move.
+            await store.delete(rec.id)
+            raise TemporalUnavailable(f"could not start the execution workflow: {err}") from err
+        await store.set_workflow_id(rec.id, wid)
+        body = rec.to_dict() | {"workflow_id": wid}
+        if not result.fits_now:
+            body["waiting"] = result.summary()
+        return body
+
+    async def list_executions(
+        self,
+        who: Caller,
+        *,
+        states: list[str] | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 500:
+            raise ApiProblem("bad_request", f"limit={limit}: must be between 1 and 500")
+        upper = [s.upper() for s in states] if states else None
+        for s in upper or []:
+            if s not in ExecutionState.__members__:
+                raise ApiProblem(
+                    "bad_request",
+                    f"unknown state {s!r}; accepted: " + ", ".join(ExecutionState.__members__),
+                )
+        cursor, cursor_id = _parse_cursor(before)
+        rows = await (await self.conns.executions()).list(
+            tenant_id=who.tenant_id,
+            states=upper,
+            name=name,
+            limit=limit,
+            before=cursor,
+            before_id=cursor_id,
+        )
+        items = [r.to_dict() for r in rows]
+        next_before = (
+            f"{items[-1]['created_at']}|{items[-1]['id']}" if len(items) == limit else None
+        )
+        return {"items": items, "next_before": next_before}
+
+    async def _record(self, who: Caller, execution_id: str) -> ExecutionRecord:
+        eid = _parse_id(execution_id)
+        rec = await (await self.conns.executions()).get(eid, tenant_id=who.tenant_id)
+        if rec is None:
+            raise not_found(f"execution {execution_id}")
+        return rec
+
+    async def get_execution(self, who: Caller, execution_id: str) -> dict[str, Any]:
+        rec = await self._record(who, execution_id)
+        attempts = await (await self.conns.executions()).attempts(rec.id)
+        return rec.to_dict() | {"attempts": [a.to_dict() for a in attempts]}
+
+    async def events(self, who: Caller, execution_id: str, after: int = 0) -> dict[str, Any]:
+        rec = await self._record(who, execution_id)
+        rows = await (await self.conns.executions()).events(
+            rec.id, tenant_id=who.tenant_id, after_id=after
+        )
+        return {"items": [e.to_dict() for e in rows]}
+
+    async def logs(
+        self, who: Caller, execution_id: str, after: int = 0, limit: int = 1000
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 10_000:
+            raise ApiProblem("bad_request", f"limit={limit}: must be between 1 and 10000")
+        rec = await self._record(who, execution_id)
+        rows = await (await self.conns.executions()).logs(
+            rec.id, tenant_id=who.tenant_id, after_id=after, limit=limit
+        )
+        return {"items": [r.to_dict() for r in rows]}
+
+    async def watch(
+        self,
+        who: Caller,
+        execution_id: str,
+        *,
+        after_event: int = 0,
+        after_log: int = 0,
+        events: bool = True,
+        logs: bool = True,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Events ({"event": row}) and log lines ({"log": row}) as they are stored, each kind
+        in id order and lines within their attempt's run (see interleave.py), until the
+        execution has ended and nothing is left: then {"end": {"state": ...}}.
+
+        Checks the execution exists before the first item (a wrong id fails at once).
+        """
+        rec = await self._record(who, execution_id)
+        store = await self.conns.executions()
+        cursors = {"event": after_event, "log": after_log}
+        if not events and not logs:  # asking for neither means both (as in gRPC's defaults)
+            events = logs = True
+
+        order = Interleaver()
+
+        async def fetch(kind: str, wanted: bool) -> list[Any]:
+            if not wanted:
+                return []
+            if kind == "event":
+                rows = await store.events(rec.id, tenant_id=who.tenant_id, after_id=cursors[kind])
+            else:
+                rows = await store.logs(
+                    rec.id, tenant_id=who.tenant_id, after_id=cursors[kind], limit=1000
+                )
+            if rows:
+                cursors[kind] = rows[-1].id
+            return list(rows)
+
+        async def batch() -> list[dict[str, Any]]:
+            # Lines first: a line is stored after its attempt's RUNNING event, so that event is
+            # in this batch or an earlier one. Lines again when an attempt's run ended: those
+            # stored just before that state change belong before it.
+            lines = await fetch("log", logs)
+            changes = await fetch("event", events)
+            if logs and order.ends_a_window(changes):
+                lines += await fetch("log", logs)
+            return [{kind: row.to_dict()} for kind, row in order.merge(changes, lines)]
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            while True:
+                if items := await batch():
+                    for item in items:
+                        yield item
+                    continue
+                now = await store.get(rec.id, tenant_id=who.tenant_id)
+                if now is None or now.state in TERMINAL_STATES:
+                    # Rows written just before the final state change.
+                    while items := await batch():
+                        for item in items:
+                            yield item
+                    yield {"end": {"state": now.state.value if now else None}}
+                    return
+                await asyncio.sleep(FOLLOW_POLL_S)
+
+        return stream()
+
+    async def cancel(self, who: Caller, execution_id: str) -> dict[str, Any]:
+        rec = await self._record(who, execution_id)
+        if rec.state in TERMINAL_STATES:
+            raise _finished(rec)
+        client = await self.conns.temporal()
+        try:
+            await client.get_workflow_handle(rec.workflow_id or workflow_id(rec.id)).cancel()
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise TemporalUnavailable(f"could not cancel: {err}") from err
+            # The workflow has just ended: report the row as it is now.
+            raise _finished(await self._record(who, execution_id)) from None
+        await (await self.conns.executions()).add_event(
+            rec.id, kind="info", message="cancel requested"
+        )
+        return {"id": str(rec.id), "state": rec.state.value, "cancel_requested": True}
+
+    # ------------------------------------------------------------ nodes and tokens
+
+    async def list_nodes(self) -> dict[str, Any]:
+        view = await self.live_view()
+        records = {r.id: r for r in await (await self.conns.nodes()).list()}
+        placed = await (await self.conns.executions()).placed_per_node()
+        items = [
+            node_dict(n, records.get(n.node_id)) | {"executions": placed.get(n.node_id, 0)}
+            for n in view.nodes
+        ]
+        return {"items": items, "implicit_head": view.implicit_head}
+
+    async def get_node(self, node_id: str) -> dict[str, Any]:
+        view = await self.live_view()
+        record = await (await self.conns.nodes()).get(node_id)
+        for n in view.nodes:
+            if n.node_id == node_id:
+                return node_dict(n, record)
+        raise not_found(f"node {node_id!r}")
+
+    async def register(self, who: Caller, identity: NodeIdentity) -> dict[str, Any]:
+        """A node joining: record its identity, hand it what its raylet needs to join Ray."""
+        n = identity.node
+        resources = n.resources.model_dump() if n.resources else {}
+        store = await self.conns.nodes()
+        existing = await store.get(n.id)
+        status = existing.status if existing and existing.status == "draining" else "ready"
+        record = await store.upsert(
+            {
+                "id": n.id,
+                "type": n.type.value,
+                "region": n.region,
+                "tags": list(n.tags),
+                "resources": resources,
+                "ray_node_id": identity.ray_node_id,
+                "address": identity.address,
+                "version": identity.version,
+                "status": status,
+                "labels": {"tenant": who.tenant_id},
+            }
+        )
+        return {"node": record.to_dict(), "ray": self._ray_join_info()}
+
+    def _ray_join_info(self) -> dict[str, Any]:
+        import ray
+
+        config = self.conns.config
+        info: dict[str, Any] = {
+            "address": ray.get_runtime_context().gcs_address,
+            "auth_mode": config.ray_auth_mode,
+        }
+        if config.ray_auth_mode == "token" and config.ray_token_path:
+            info["token"] = Path(config.ray_token_path).read_text().strip()
+        return info
+
+    async def heartbeat(self, node_id: str) -> dict[str, Any]:
+        """A node saying it is alive; answers with its registry row (status: draining...)."""
+        store = await self.conns.nodes()
+        if not await store.heartbeat(node_id):
+            raise not_found(f"registered node {node_id!r}")
+        return await self._node_record(node_id)
+
+    async def set_node_status(self, node_id: str, status: str) -> dict[str, Any]:
+        if not await (await self.conns.nodes()).set_status(node_id, status):
+            raise not_found(f"registered node {node_id!r}")
+        return await self._node_record(node_id)
+
+    async def _node_record(self, node_id: str) -> dict[str, Any]:
+        record = await (await self.conns.nodes()).get(node_id)
+        if record is None:
+            raise not_found(f"registered node {node_id!r}")
+        return record.to_dict()
+
+    async def cluster_status(self) -> dict[str, Any]:
+        view = await self.live_view()
+        counts: dict[str, int] = {}
+        for n in view.nodes:
+            counts[n.status] = counts.get(n.status, 0) + 1
+        return {
+            "nodes": counts,
+            "orchestrators": sum(1 for n in view.nodes if n.role == "orchestrator"),
+            "implicit_head": view.implicit_head,
+            "version": __version__,
+        }
+
+    async def create_token(self, who: Caller, req: TokenRequest) -> dict[str, Any]:
+        """Issue a token: `join` for nodes joining the cluster, `user` for the execution API."""
+        tenant = req.tenant_id or who.tenant_id
+        secret = await (await self.conns.tokens()).create(
+            tenant_id=tenant, role=req.role, description=req.description, ttl_s=req.ttl_s
+        )
+        return {"token": secret, "role": req.role, "tenant_id": tenant, "ttl_s": req.ttl_s}

@@ -1,0 +1,196 @@
+"""The NodeConfig (`kind: NodeConfig`): one machine's role, resources, tags and services."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from aegis_ray.core.models.base import (
+    DnsLabel,
+    StrictInt,
+    StrictModel,
+    bounded,
+    field_error,
+    field_errors,
+    unique,
+)
+from aegis_ray.core.models.tags import validate_tag
+
+
+class NodeType(StrEnum):
+    ORCHESTRATOR = "orchestrator"
+    EDGE = "edge"
+    HYBRID = "hybrid"
+
+
+# The cluster document calls them controller / worker; the deployment document orchestrator / edge.
+NODE_TYPE_ALIASES = {"controller": NodeType.ORCHESTRATOR, "worker": NodeType.EDGE}
+
+
+def _node_type(value: Any) -> Any:
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in NODE_TYPE_ALIASES:
+            return NODE_TYPE_ALIASES[key]
+        if key in NodeType._value2member_map_:
+            return NodeType(key)
+        raise ValueError(
+            f"{value!r} is not a node type (accepted: orchestrator, edge, hybrid; "
+            "aliases: controller, worker)"
+        )
+    return value
+
+
+def _gpu_count(value: Any) -> Any:
+    # The deployment document declares `gpu: true`; a count is more useful to Ray.
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _check_node_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", value):
+        raise ValueError(
+            f"{value!r} is not a node id (1-63 lowercase letters, digits, '-' or '.', "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _check_region(value: str) -> str:
+    # Region becomes a Ray label value: Kubernetes label syntax.
+    if not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?", value):
+        raise ValueError(
+            f"{value!r} is not a region (1-63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL like https://orchestrator:8080")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+Port = Annotated[StrictInt, bounded(1, 65535)]
+
+
+class NodeResources(StrictModel):
+    cpu_cores: Annotated[StrictInt, bounded(0, 4096)]
+    memory_gb: Annotated[StrictInt, bounded(0, 65536)]
+    disk_gb: Annotated[StrictInt, bounded(0, 10_000_000)] = 0
+    gpu: Annotated[StrictInt, BeforeValidator(_gpu_count), bounded(0, 64)] = 0
+
+
+class NodeSection(StrictModel):
+    id: Annotated[str, AfterValidator(_check_node_id)]
+    type: Annotated[NodeType, BeforeValidator(_node_type)]
+    region: Annotated[str, AfterValidator(_check_region)] = "local"
+    tags: Annotated[list[Annotated[str, AfterValidator(validate_tag)]], AfterValidator(unique)] = (
+        Field(default_factory=list)
+    )
+    resources: NodeResources | None = None
+
+
+class NodeRuntime(StrictModel):
+    orchestrator_url: HttpUrl | None = None
+    docker_network_mode: str = "bridge"
+    nfs_server_host: str | None = None
+    # 1000 at most: each tagged execution takes 0.001 of a tag resource worth 1 (cluster.resources).
+    max_containers: Annotated[StrictInt, bounded(1, 1000)] = 32
+
+
+class LlmProvider(StrictModel):
+    name: str
+    type: str
+    endpoint: str | None = None
+    model: str | None = None
+    api_key_secret: str | None = None  # a path in the secrets store, never the key itself
+
+
+class StorageSection(StrictModel):
+    backend: Literal["seaweedfs", "local"]
+    filer_url: HttpUrl | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _backend_needs_location(self) -> StorageSection:
+        if self.backend == "seaweedfs" and self.filer_url is None:
+            raise field_error("filer_url", "required for the seaweedfs backend", None)
+        if self.backend == "local" and self.path is None:
+            raise field_error("path", "required for the local backend", None)
+        return self
+
+
+class DatabaseSection(StrictModel):
+    url: str
+
+
+class TemporalSection(StrictModel):
+    address: str
+    namespace: str = "default"
+    task_queue: str = "aegis-executions"
+
+
+class SecretsSection(StrictModel):
+    backend: Literal["openbao"]
+    address: HttpUrl
+    mount: str = "secret"
+
+
+class ApiSection(StrictModel):
+    bind: str = "127.0.0.1"
+    rest_port: Port = 8080
+    grpc_port: Port = 50051
+
+
+class NodeSpec(StrictModel):
+    node: NodeSection
+    runtime: NodeRuntime = Field(default_factory=NodeRuntime)
+    llm_providers: list[LlmProvider] = Field(default_factory=list)
+    storage: StorageSection | None = None
+    database: DatabaseSection | None = None
+    temporal: TemporalSection | None = None
+    secrets: SecretsSection | None = None
+    api: ApiSection = Field(default_factory=ApiSection)
+
+    @model_validator(mode="after")
+    def _role_needs(self) -> NodeSpec:
+        node = self.node
+        problems: list[tuple[str, str, Any]] = []
+        if node.type in (NodeType.EDGE, NodeType.HYBRID):
+            res = node.resources
+            if res is None:
+                why = f"required for {node.type} nodes (cpu_cores and memory_gb at least 1)"
+                problems.append(("node.resources", why, None))
+            elif res.cpu_cores < 1 or res.memory_gb < 1:
+                why = f"{node.type} nodes need cpu_cores >= 1 and memory_gb >= 1"
+                problems.append(("node.resources", why, res.model_dump()))
+        if node.type == NodeType.EDGE and self.runtime.orchestrator_url is None:
+            why = "required for edge nodes (where to call back)"
+            problems.append(("runtime.orchestrator_url", why, None))
+        if problems:
+            raise field_errors(problems)
+        return self
+
+
+class NodeMetadata(StrictModel):
+    name: DnsLabel
+
+
+class NodeConfig(StrictModel):
+    api_version: Literal["100monkeys.ai/v1"] = Field(alias="apiVersion")
+    kind: Literal["NodeConfig"]
+    metadata: NodeMetadata
+    spec: NodeSpec
+
+    def to_document(self) -> dict[str, Any]:
+        """The config as a YAML/JSON document (aliases, canonical node type)."""
+        return self.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,412 @@
+"""`aegis up` / `aegis down`: bring up a hybrid node with its control plane, and take it down.
+
+What `up` started is recorded in ``$AEGIS_HOME/up.json`` so that `down` stops exactly that and
+nothing it merely attached to (an external PostgreSQL or Temporal, a hand-started Ray head).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+import aegis_ray
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.ray import head as ray_head
+from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
+from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.core.ray_mapping import ray_start_args
+from aegis_ray.node.local_config import default_node_config
+from aegis_ray.settings import Settings
+
+SERVE_APP = "aegis"
+SERVE_CONFIG = Path(aegis_ray.__file__).resolve().parent.parent / "serve" / "aegis.yaml"
+Say = Callable[[str], None]
+
+
+@dataclass
+class UpState:
+    ray_address: str = ""
+    ray_auth_mode: str = "disabled"
+    ray_token_path: str | None = None
+    implicit_head: bool = False
+    database_url: str = ""
+    temporal_address: str = ""
+    api_url: str = ""
+    grpc_address: str = ""
+    dashboard_url: str = ""
+    node_id: str = ""
+    ray_session: int = 0  # Unix session id of the Ray head we started (see ray_head.start_head)
+    started: dict[str, bool] = field(default_factory=dict)  # ray / postgres / temporal
+
+    @property
+    def auth(self) -> ray_head.RayAuth:
+        return ray_head.RayAuth(self.ray_auth_mode, self.ray_token_path)
+
+    def save(self, path: Path) -> None:
+        # Holds the database URL (with its password): private to this user.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> UpState | None:
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def postgres(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home / "postgres", port=settings.postgres_port)
+
+
+def temporal(settings: Settings) -> TemporalDevServer:
+    return TemporalDevServer(
+        settings.home / "temporal", port=settings.temporal_port, ui_port=settings.temporal_ui_port
+    )
+
+
+def up(
+    settings: Settings,
+    node: NodeConfig | None,
+    say: Say,
+    *,
+    ray_args: Sequence[str] = (),
+    join_secret: str | None = None,
+) -> UpState:
+    """Start (or find running) everything a single hybrid node needs; idempotent.
+
+    `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config).
+    `join_secret` (a pre-shared secret, `ray up`) is accepted as a join token from before the
+    API answers, so no edge that reaches the API is refused for want of it."""
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.mkdir(exist_ok=True)
+    state = UpState.load(settings.state_path) or UpState()
+
+    if settings.database_url:
+        state.database_url = settings.database_url
+    else:
+        say("PostgreSQL (embedded)")
+        state.database_url = postgres(settings).start()
+        state.started["postgres"] = True
+    state.save(settings.state_path)
+
+    if settings.temporal_address:
+        state.temporal_address = settings.temporal_address
+    else:
+        say("Temporal dev server")
+        server = temporal(settings)
+        server.start()
+        state.temporal_address = server.address
+        state.started["temporal"] = True
+    state.save(settings.state_path)
+
+    _ray(settings, node, state, say, ray_args)
+    state.save(settings.state_path)
+
+    say("admin token" + (" and join secret" if join_secret else ""))
+    _register_tokens(settings, state.database_url, join_secret)
+
+    say("control plane (Ray Serve: REST API + Temporal worker)")
+    deploy_control_plane(settings, state)
+    state.api_url = settings.api_base_url
+    state.grpc_address = f"127.0.0.1:{settings.grpc_port}"
+    state.save(settings.state_path)
+    wait_healthy(state.api_url, timeout=120)
+    return state
+
+
+def _ray(
+    settings: Settings, node: NodeConfig | None, state: UpState, say: Say, ray_args: Sequence[str]
+) -> None:
+    if state.started.get("ray") and ray_head.session_pids(state.ray_session):
+        say(f"Ray head already running at {state.ray_address}")
+        auth = state.auth
+    elif settings.ray_address or (settings.ray_attach and ray_head.running_local_cluster()):
+        address = settings.ray_address or ray_head.running_local_cluster() or ""
+        say(f"attaching to the running Ray cluster at {address}")
+        auth = ray_head.auth_for_existing_cluster()
+        state.ray_address = address
+        state.started["ray"] = False
+    else:
+        cfg = node or default_node_config(settings.home)
+        state.node_id = cfg.spec.node.id
+        say(f"Ray head (hybrid node {cfg.spec.node.id})")
+        auth = ray_head.new_token_auth(settings.ray_token_path)
+        state.ray_address, state.ray_session = ray_head.start_head(
+            ray_start_args(cfg),
+            auth=auth,
+            port=settings.ray_port,
+            dashboard_port=settings.ray_dashboard_port,
+            log_path=settings.logs_dir / "ray.log",
+            extra_args=ray_args,
+        )
+        state.started["ray"] = True
+        state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
+    state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
+    state.save(settings.state_path)
+    ray_head.connect(state.ray_address, auth)
+    from aegis_ray.adapters.ray.cluster_state import cluster_view
+
+    state.implicit_head = cluster_view().implicit_head
+
+
+def serve_config() -> dict[str, Any]:
+    if not SERVE_CONFIG.exists():
+        raise FileNotFoundError(f"Serve config not found at {SERVE_CONFIG}")
+    data: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
+    return data
+
+
+def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
+    app = next(a for a in serve_config()["applications"] if a["name"] == SERVE_APP)
+    return dict(app.get("args", {})) | {
+        "database_url": state.database_url,
+        "temporal_address": state.temporal_address,
+        "temporal_namespace": settings.temporal_namespace,
+        "task_queue": settings.task_queue,
+        "implicit_head": state.implicit_head,
+        "ray_auth_mode": state.ray_auth_mode,
+        "ray_token_path": state.ray_token_path,
+    }
+
+
+def deploy_control_plane(settings: Settings, state: UpState) -> None:
+    """Deploy serve/aegis.yaml's application with this node's addresses filled in."""
+    import logging
+
+    from ray import serve
+
+    from aegis_ray.api.deployment import build_app
+
+    # Serve narrates each step on the CLI's terminal; our own progress lines say enough.
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    cfg = serve_config()
+    serve.start(
+        http_options={"host": settings.api_host, "port": settings.api_port},
+        grpc_options={
+            "port": settings.grpc_port,
+            "grpc_servicer_functions": cfg["grpc_options"]["grpc_servicer_functions"],
+        },
+        proxy_location=cfg.get("proxy_location", "HeadOnly"),
+    )
+    serve.run(
+        build_app(control_plane_args(state, settings)),
+        name=SERVE_APP,
+        route_prefix="/",
+        blocking=False,
+    )
+
+
+def wait_healthy(api_url: str, *, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{api_url}/health", timeout=5)
+            if r.status_code == 200:
+                body: dict[str, Any] = r.json()
+                return body
+            last = r.text
+        except httpx.HTTPError as err:
+            last = str(err)
+        time.sleep(0.5)
+    raise TimeoutError(f"control plane at {api_url} not healthy after {timeout:.0f}s: {last}")
+
+
+def _register_tokens(settings: Settings, database_url: str, join_secret: str | None) -> str:
+    """Register the admin token (written 0600 under AEGIS_HOME the first time) and, with
+    `ray up`, the pre-shared join secret as a join token without expiry; idempotent."""
+    from aegis_ray.adapters.postgres.db import connect
+    from aegis_ray.adapters.postgres.tokens import TokenStore
+
+    path = settings.admin_token_path
+    if path.exists():
+        secret = path.read_text().strip()
+    else:
+        import secrets
+
+        secret = "aegis_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
+
+    async def register() -> None:
+        pool = await connect(database_url)
+        try:
+            tokens = TokenStore(pool)
+            await tokens.ensure_admin(secret)
+            if join_secret:
+                await tokens.ensure(
+                    join_secret, role="join", description="cluster join secret (aegis node start)"
+                )
+        except ValueError as err:  # the join secret is known with another role
+            raise RuntimeError(f"join secret not accepted: {err}") from err
+        finally:
+            await pool.close()
+
+    asyncio.run(register())
+    return secret
+
+
+def down(settings: Settings, say: Say) -> list[str]:
+    """Stop exactly what `up` started; returns what was stopped."""
+    state = UpState.load(settings.state_path)
+    if state is None:
+        return []
+    stopped: list[str] = []
+    if state.started.get("ray") and state.ray_session:
+        say("Ray head")
+        ray_head.stop_session(state.ray_session)
+        stopped.append("ray")
+    elif state.ray_address:
+        say("control plane on the attached Ray cluster")
+        try:
+            _remove_control_plane(state)
+            stopped.append("serve app")
+        except Exception as err:  # the cluster may be gone already: nothing left to remove
+            say(f"(control plane not removed: {err})")
+    if state.started.get("temporal"):
+        say("Temporal dev server")
+        temporal(settings).stop()
+        stopped.append("temporal")
+    if state.started.get("postgres"):
+        say("PostgreSQL")
+        postgres(settings).stop()
+        stopped.append("postgres")
+    settings.state_path.unlink(missing_ok=True)
+    return stopped
+
+
+def _remove_control_plane(state: UpState) -> None:
+    from ray import serve
+
+    ray_head.connect(state.ray_address, state.auth)
+    serve.delete(SERVE_APP)
+
+
+# ---------------------------------------------------------------- edge nodes
+
+
+@dataclass
+class EdgeState:
+    node_id: str
+    api_url: str
+    ray_address: str
+    ray_session: int
+    ray_auth_mode: str
+
+    @staticmethod
+    def path(settings: Settings, node_id: str) -> Path:
+        return settings.home / "nodes" / f"{node_id}.json"
+
+    def save(self, settings: Settings) -> None:
+        p = self.path(settings, self.node_id)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, settings: Settings, node_id: str) -> EdgeState | None:
+        p = cls.path(settings, node_id)
+        return cls(**json.loads(p.read_text())) if p.exists() else None
+
+
+class JoinRefused(RuntimeError):
+    pass
+
+
+def join_edge(
+    settings: Settings, node: NodeConfig, join_token: str, say: Say, *, ray_args: list[str]
+) -> EdgeState:
+    """Register with the orchestrator, then start a raylet that joins its Ray cluster.
+
+    The orchestrator answers a valid join token with the Ray address and, in token mode, the
+    Ray token this raylet needs; a node without a valid join token learns neither.
+    """
+    node_id = node.spec.node.id
+    existing = EdgeState.load(settings, node_id)
+    if existing and ray_head.session_pids(existing.ray_session):
+        say(f"edge {node_id} already running")
+        return existing
+    api_url = str(node.spec.runtime.orchestrator_url).rstrip("/")
+    say(f"registering {node_id} with {api_url}")
+    joined = _register(api_url, join_token, node)
+    ray_info = joined["ray"]
+    auth = ray_head.RayAuth("disabled")
+    if ray_info.get("auth_mode") == "token":
+        if not ray_info.get("token"):
+            raise JoinRefused("the orchestrator runs Ray in token mode but handed out no token")
+        token_path = settings.home / "nodes" / node_id / "ray_auth_token"
+        token_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(ray_info["token"])
+        auth = ray_head.RayAuth("token", str(token_path))
+    say(f"Ray worker node joining {ray_info['address']}")
+    session = ray_head.start_worker(
+        ray_start_args(node),
+        address=ray_info["address"],
+        auth=auth,
+        extra_args=ray_args,
+        log_path=settings.logs_dir / f"ray-{node_id}.log",
+    )
+    state = EdgeState(node_id, api_url, ray_info["address"], session, auth.mode)
+    state.save(settings)
+    return state
+
+
+# An edge may start before its orchestrator answers (`ray up` launches both at once).
+REGISTER_WAIT_S = float(os.environ.get("AEGIS_REGISTER_WAIT_S", "300"))
+
+
+def _register(api_url: str, join_token: str, node: NodeConfig) -> dict[str, Any]:
+    """Register with the orchestrator, waiting up to REGISTER_WAIT_S while it is unreachable
+    or unavailable (5xx); a refusal (4xx) is final."""
+    import socket
+
+    body = {
+        "node": node.spec.node.model_dump(mode="json"),
+        "address": socket.gethostname(),
+        "version": aegis_ray.__version__,
+    }
+    deadline = time.monotonic() + REGISTER_WAIT_S
+    while True:
+        try:
+            r = httpx.post(
+                f"{api_url}/v1/nodes/register",
+                json=body,
+                headers={"Authorization": f"Bearer {join_token}"},
+                timeout=30,
+            )
+            if r.status_code < 500 or time.monotonic() >= deadline:
+                break
+        except httpx.HTTPError as err:
+            if time.monotonic() >= deadline:
+                raise JoinRefused(f"orchestrator at {api_url} not reachable: {err}") from err
+        time.sleep(3)
+    if r.status_code != 200:
+        try:
+            message = r.json().get("message", r.text)
+        except ValueError:
+            message = r.text
+        raise JoinRefused(f"orchestrator refused the join (HTTP {r.status_code}): {message}")
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def stop_edge(settings: Settings, node_id: str) -> bool:
+    state = EdgeState.load(settings, node_id)
+    if state is None:
+        return False
+    ray_head.stop_session(state.ray_session)
+    EdgeState.path(settings, node_id).unlink(missing_ok=True)
+    return True

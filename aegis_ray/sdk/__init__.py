@@ -1,0 +1,1 @@
+"""The Python client of the aegis API (REST and gRPC transports)."""
