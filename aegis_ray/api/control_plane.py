@@ -29,12 +29,12 @@ from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.core.models.node import NodeSection
+from aegis_ray.core.naming import WORKFLOW_NAME, workflow_id
 from aegis_ray.core.placement.demand import demand_of
 from aegis_ray.core.placement.fit import Capacity, NodeFacts, PlanResult, plan
-from aegis_ray.workflows.execution import WORKFLOW_NAME
-from aegis_ray.workflows.types import workflow_id
 
-FOLLOW_POLL_S = 0.25
+# Watchers are woken by PostgreSQL notifications; this is only the backstop for a lost one.
+FOLLOW_FALLBACK_S = 5.0
 MAX_MANIFEST_BYTES = 1 << 20
 USERS = ("admin", "user")
 ADMINS = ("admin",)
@@ -339,20 +339,22 @@ class ControlPlane:
             return [{kind: row.to_dict()} for kind, row in order.merge(changes, lines)]
 
         async def stream() -> AsyncIterator[dict[str, Any]]:
-            while True:
-                if items := await batch():
-                    for item in items:
-                        yield item
-                    continue
-                now = await store.get(rec.id, tenant_id=who.tenant_id)
-                if now is None or now.state in TERMINAL_STATES:
-                    # Rows written just before the final state change.
-                    while items := await batch():
+            # Subscribed before the first read: a change between a read and the wait is kept.
+            with store.subscribe(rec.id) as changes:
+                while True:
+                    if items := await batch():
                         for item in items:
                             yield item
-                    yield {"end": {"state": now.state.value if now else None}}
-                    return
-                await asyncio.sleep(FOLLOW_POLL_S)
+                        continue
+                    now = await store.get(rec.id, tenant_id=who.tenant_id)
+                    if now is None or now.state in TERMINAL_STATES:
+                        # Rows written just before the final state change.
+                        while items := await batch():
+                            for item in items:
+                                yield item
+                        yield {"end": {"state": now.state.value if now else None}}
+                        return
+                    await changes.wait(FOLLOW_FALLBACK_S)
 
         return stream()
 

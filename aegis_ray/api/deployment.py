@@ -9,7 +9,6 @@ orchestrator or hybrid nodes and never take capacity from agent containers.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ray import serve
@@ -31,43 +30,16 @@ class ExecutionWorker:
     """
 
     async def __init__(self, args: dict[str, Any]) -> None:
-        from temporalio.client import Client
-        from temporalio.worker import Worker
-
-        from aegis_ray.adapters.postgres.db import connect
-        from aegis_ray.adapters.postgres.executions import ExecutionStore
-        from aegis_ray.adapters.postgres.nodes import NodeStore
-        from aegis_ray.workflows.activities import ExecutionActivities
-        from aegis_ray.workflows.execution import ExecutionWorkflow
-        from aegis_ray.workflows.reconciler import Reconciler
+        from aegis_ray.workflows.worker import start_worker
 
         self.config = ControlPlaneConfig.from_args(args)
-        pool = await connect(self.config.database_url)
-        client = await Client.connect(
-            self.config.temporal_address, namespace=self.config.temporal_namespace
+        c = self.config
+        self.running = await start_worker(
+            c.database_url, c.temporal_address, c.temporal_namespace, c.task_queue
         )
-        activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool))
-        from datetime import timedelta
-
-        self.worker = Worker(
-            client,
-            task_queue=self.config.task_queue,
-            workflows=[ExecutionWorkflow],
-            activities=activities.all(),
-            max_concurrent_activities=200,
-            # Cancellation reaches an activity with its next heartbeat: keep that prompt.
-            max_heartbeat_throttle_interval=timedelta(seconds=1),
-            default_heartbeat_throttle_interval=timedelta(seconds=1),
-        )
-        loop = asyncio.get_running_loop()
-        self.task = loop.create_task(self.worker.run())
-        reconciler = Reconciler(ExecutionStore(pool), NodeStore(pool), client)
-        self.reconciler = loop.create_task(reconciler.run_forever())
 
     async def check_health(self) -> None:
-        if self.task.done():
-            exc = self.task.exception()
-            raise RuntimeError(f"Temporal worker stopped: {exc!r}")
+        self.running.check()
 
     async def ping(self) -> str:
         await self.check_health()

@@ -122,7 +122,29 @@ def up(
     state.grpc_address = f"127.0.0.1:{settings.grpc_port}"
     state.save(settings.state_path)
     wait_healthy(state.api_url, timeout=120)
+    start_node_agent()
     return state
+
+
+def start_node_agent() -> None:
+    """The node agent of this machine, if it runs containers (Ray driver connected).
+
+    The reconciler would create it within seconds anyway; starting it here means `aegis up`
+    returns with the agent up and shown in the dashboard, and the first execution does not wait.
+    """
+    import ray
+
+    from aegis_ray.adapters.ray.cluster_state import cluster_view
+    from aegis_ray.core.placement.fit import EXECUTING_ROLES
+    from aegis_ray.node_agent.actor import ensure_node_agent
+
+    here = ray.get_runtime_context().get_node_id()
+    view = cluster_view()
+    me = next((n for n in view.nodes if n.ray_node_id == here), None)
+    if me is None or me.role not in EXECUTING_ROLES:
+        return
+    agent = ensure_node_agent(me.node_id, ray_node_id=here if view.implicit_head else None)
+    ray.get(agent.ping.remote(), timeout=120)
 
 
 def _ray(

@@ -2,6 +2,8 @@
 
 - Node heartbeats: every live aegis node in Ray's table refreshes its registry row (and its
   current Ray node id); a node Ray declares dead shows as down, later gone (see registry.py).
+- Node agents: every live executor node has its agent actor (created if missing: a node that
+  joined, or whose agent Ray could not bring back).
 - Orphaned executions: a row that is not finished but whose workflow no longer runs (it was
   terminated, or Temporal lost it) is ended FAILED, so that no execution stays RUNNING forever.
   Lost nodes and actors are the workflow's own business: it retries or fails the attempt.
@@ -20,9 +22,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
+from aegis_ray.adapters.ray import placement as groups
 from aegis_ray.core.models.execution import ExecutionState
+from aegis_ray.core.naming import pg_name, workflow_id
+from aegis_ray.core.placement.fit import EXECUTING_ROLES
 from aegis_ray.core.ray_mapping import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
-from aegis_ray.workflows.types import pg_name, workflow_id
+from aegis_ray.node_agent.actor import ensure_node_agent
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
@@ -67,6 +72,8 @@ class Reconciler:
             tags = sorted(
                 k[len(TAG_PREFIX) :] for k in node["Resources"] if k.startswith(TAG_PREFIX)
             )
+            if labels.get(LABEL_ROLE) in EXECUTING_ROLES:
+                await asyncio.to_thread(ensure_node_agent, labels[LABEL_NODE_ID])
             await self.nodes.upsert(
                 {
                     "id": labels[LABEL_NODE_ID],
@@ -97,9 +104,9 @@ class Reconciler:
             )
             if moved is not None:
                 repaired += 1
-                # Removing the attempt's placement group ends its launch actor, whose watchdog
-                # then removes the container.
-                await asyncio.to_thread(_remove_pg, pg_name(str(rec.id), rec.attempt))
+                # Removing the attempt's placement group makes the node agent remove the
+                # container.
+                await asyncio.to_thread(groups.remove_named, pg_name(str(rec.id), rec.attempt))
         return repaired
 
     async def _workflow_status(self, workflow_id: str) -> Any:
@@ -110,12 +117,3 @@ class Reconciler:
                 return None
             raise
 
-
-def _remove_pg(name: str) -> None:
-    from ray.util.placement_group import remove_placement_group
-
-    from aegis_ray.workflows.activities import find_pg
-
-    pg = find_pg(name)
-    if pg is not None:
-        remove_placement_group(pg)

@@ -213,7 +213,7 @@ def test_other_tenant_sees_nothing(pg_dsn: str) -> None:
         store = ExecutionStore(pool)
         owner, stranger = tenant(), tenant()
         rec = await new_execution(store, owner)
-        await store.append_logs(rec.id, 1, [(time.time(), "stdout", "secret output")])
+        await store.append_logs(rec.id, 1, [(0, time.time(), "stdout", "secret output")])
         assert await store.get(rec.id, tenant_id=stranger) is None
         assert await store.list(tenant_id=stranger) == []
         assert await store.events(rec.id, tenant_id=stranger) == []
@@ -261,9 +261,10 @@ def test_logs_batch_of_2000_lines_reads_back_in_order(pg_dsn: str) -> None:
         rec = await new_execution(store, tenant())
         t0 = time.time()
         lines = [
-            (t0 + i / 1000, "stderr" if i % 7 == 0 else "stdout", f"line {i}") for i in range(2000)
+            (i, t0 + i / 1000, "stderr" if i % 7 == 0 else "stdout", f"line {i}")
+            for i in range(2000)
         ]
-        lines[10] = (lines[10][0], "stdout", "nul\x00byte and bad \udcff surrogate ✓")
+        lines[10] = (10, lines[10][1], "stdout", "nul\x00byte and bad \udcff surrogate ✓")
         started = time.monotonic()
         assert await store.append_logs(rec.id, 1, lines) == 2000
         assert time.monotonic() - started < 5
@@ -275,10 +276,47 @@ def test_logs_batch_of_2000_lines_reads_back_in_order(pg_dsn: str) -> None:
         assert len(got) == 2000
         assert [g.line for g in got[:3]] == ["line 0", "line 1", "line 2"]
         assert got[10].line == "nul\ufffdbyte and bad \ufffd surrogate ✓"
-        assert [g.line for g in got[11:]] == [text for _, _, text in lines[11:]]
-        assert [g.stream for g in got] == [s for _, s, _ in lines]
-        assert abs(got[-1].ts.timestamp() - lines[-1][0]) < 1e-3
+        assert [g.line for g in got[11:]] == [text for _, _, _, text in lines[11:]]
+        assert [g.stream for g in got] == [s for _, _, s, _ in lines]
+        assert abs(got[-1].ts.timestamp() - lines[-1][1]) < 1e-3
         assert await store.append_logs(rec.id, 1, []) == 0
+
+    with_pool(pg_dsn, body)
+
+
+def test_a_log_batch_stored_twice_is_stored_once_and_the_cursor_resumes(pg_dsn: str) -> None:
+    async def body(pool: asyncpg.Pool) -> None:
+        store = ExecutionStore(pool)
+        rec = await new_execution(store, tenant())
+        assert await store.last_log_seq(rec.id, 1) == -1
+        batch = [(n, time.time(), "stdout", f"line {n}") for n in range(5)]
+        assert await store.append_logs(rec.id, 1, batch) == 5
+        # A retried activity sends an overlapping batch: only the new lines are added.
+        overlap = batch[3:] + [(n, time.time(), "stdout", f"line {n}") for n in range(5, 8)]
+        assert await store.append_logs(rec.id, 1, overlap) == 3
+        assert await store.last_log_seq(rec.id, 1) == 7
+        assert await store.last_log_seq(rec.id, 2) == -1
+        got = await store.logs(rec.id, tenant_id=None)
+        assert [g.line for g in got] == [f"line {n}" for n in range(8)]
+
+    with_pool(pg_dsn, body)
+
+
+def test_new_log_lines_and_events_notify_listeners(pg_dsn: str) -> None:
+    async def body(pool: asyncpg.Pool) -> None:
+        store = ExecutionStore(pool)
+        rec = await new_execution(store, tenant())
+        heard: asyncio.Queue[str] = asyncio.Queue()
+        def on_notify(*args: Any) -> None:
+            heard.put_nowait(args[3])  # (connection, pid, channel, payload)
+
+        async with pool.acquire() as conn:
+            await conn.add_listener("aegis_execution", on_notify)
+            await store.append_logs(rec.id, 1, [(0, time.time(), "stdout", "hello")])
+            assert await asyncio.wait_for(heard.get(), 10) == str(rec.id)
+            await store.add_event(rec.id, kind="info", message="something happened")
+            assert await asyncio.wait_for(heard.get(), 10) == str(rec.id)
+            await conn.remove_listener("aegis_execution", on_notify)
 
     with_pool(pg_dsn, body)
 

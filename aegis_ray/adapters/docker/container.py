@@ -1,6 +1,6 @@
 """What one agent container is asked to be, and what watching it reports: plain data only.
 
-These values cross process boundaries (Temporal activity -> Ray launch actor), so they hold no
+These values cross process boundaries (Temporal activity -> node agent), so they hold no
 clients and import neither Docker nor Ray.
 """
 
@@ -13,7 +13,16 @@ LABEL_PREFIX = "ai.100monkeys.aegis"
 LABEL_EXECUTION_ID = f"{LABEL_PREFIX}/execution-id"
 LABEL_ATTEMPT = f"{LABEL_PREFIX}/attempt"
 LABEL_MANAGED = f"{LABEL_PREFIX}/managed"
-RESERVED_LABELS = (LABEL_EXECUTION_ID, LABEL_ATTEMPT, LABEL_MANAGED)
+# What a node agent needs to take over a container after its own restart.
+LABEL_TIMEOUT = f"{LABEL_PREFIX}/timeout-s"
+LABEL_PLACEMENT_GROUP = f"{LABEL_PREFIX}/placement-group-id"
+RESERVED_LABELS = (
+    LABEL_EXECUTION_ID,
+    LABEL_ATTEMPT,
+    LABEL_MANAGED,
+    LABEL_TIMEOUT,
+    LABEL_PLACEMENT_GROUP,
+)
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 ERROR_CODES = (
@@ -61,8 +70,11 @@ class ContainerSpec:
     network_mode: str = "none"  # "none", "bridge" or the name of a Docker network
     pull_policy: str = "IfNotPresent"
     labels: dict[str, str] = field(default_factory=dict)
-    # Safety net on the node: kill the container after this long even if nobody says so.
-    hard_deadline_s: float | None = None
+    # The node agent stops the container this long after it started and reports a timeout,
+    # whether or not anybody is watching.
+    timeout_s: float | None = None
+    # The Ray placement group holding the attempt's resources: its removal ends the container.
+    placement_group_id: str = ""
 
     def problems(self) -> list[str]:
         """Every invalid field, each naming the field, the bad value and what is accepted."""
@@ -100,8 +112,8 @@ class ContainerSpec:
         reserved = [k for k in self.labels if k in RESERVED_LABELS]
         if reserved:
             out.append(f"labels must not set the reserved keys {reserved!r}")
-        if self.hard_deadline_s is not None and self.hard_deadline_s <= 0:
-            out.append(f"hard_deadline_s must be > 0 or None, got {self.hard_deadline_s}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            out.append(f"timeout_s must be > 0 or None, got {self.timeout_s}")
         return out
 
     def validate(self) -> None:
@@ -123,22 +135,14 @@ class ContainerSpec:
             LABEL_EXECUTION_ID: self.execution_id,
             LABEL_ATTEMPT: str(self.attempt),
             LABEL_MANAGED: "true",
+            LABEL_TIMEOUT: "" if self.timeout_s is None else repr(float(self.timeout_s)),
+            LABEL_PLACEMENT_GROUP: self.placement_group_id,
         }
 
 
 @dataclass(frozen=True)
 class LogLine:
+    seq: int  # index among the container's lines, from 0: the same on every read of its logs
     ts: float  # unix seconds, as stamped by the Docker engine
     stream: str  # "stdout" | "stderr"
     text: str  # without the trailing newline
-
-
-@dataclass(frozen=True)
-class PollResult:
-    """Lines printed since the previous poll, and whether the container is still running."""
-
-    lines: list[LogLine]
-    running: bool
-    exit_code: int | None
-    oom_killed: bool = False
-    error: str | None = None

@@ -1,4 +1,7 @@
-"""Run one agent container through the local Docker engine, with the limits enforced there.
+"""Agent containers on the local Docker engine: images, create with limits, stop, remove, find.
+
+The container lifecycle only; reading logs is `logs.py`, supervising containers (following,
+exit, deadline, re-adoption) is the node agent's job.
 
 Ray's resources are only bookkeeping; the engine is what actually holds a container to its CPU,
 memory and pids share. Disk is not enforced: overlay2 on ext4 cannot cap a container's writable
@@ -8,17 +11,12 @@ only writable place is a small tmpfs at /tmp.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import logging
 import math
-import re
 import socket
 import threading
-import time
-from collections import deque
-from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -31,11 +29,12 @@ from aegis_ray.adapters.docker.container import (
     LABEL_ATTEMPT,
     LABEL_EXECUTION_ID,
     LABEL_MANAGED,
+    LABEL_PLACEMENT_GROUP,
+    LABEL_TIMEOUT,
     ContainerSpec,
     LaunchError,
-    LogLine,
-    PollResult,
 )
+from aegis_ray.adapters.docker.logs import parse_stamp
 
 log = logging.getLogger(__name__)
 
@@ -43,163 +42,32 @@ API_TIMEOUT_S = 30
 PULL_TIMEOUT_S = 300.0
 NOBODY = "65534:65534"
 TMPFS = {"/tmp": "rw,nosuid,nodev,size=64m,mode=1777"}
-# Bounded json-file logs: the follower reads them as they are written.
+# Bounded json-file logs: the node agent reads them as they are written.
 LOG_CONFIG = LogConfig(type="json-file", config={"max-size": "20m", "max-file": "3"})
-# A poll returns at most this many lines, so one Ray message stays small; the rest wait.
-MAX_LINES_PER_POLL = 5000
-# Lines kept for a caller that stops polling; beyond this the oldest are dropped and counted.
-MAX_BUFFERED_LINES = 100_000
-# A line longer than this is cut, so a stream without newlines cannot grow without bound.
-MAX_LINE_BYTES = 1 << 20
-# How long a line waits for earlier lines of the other stream before a poll hands it out.
-REORDER_WINDOW_S = 0.25
-# After the container exits, how long the log readers get to reach the end of the logs.
-READER_WAIT_PER_POLL_S = 1.0
-READER_GIVE_UP_S = 15.0
-
-_TS = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+# Connections to the engine held at once: every running container's log stream keeps one.
+MAX_POOL_SIZE = 512
 
 
-def _parse_stamp(raw: bytes) -> tuple[bytes, float] | None:
-    """Docker's RFC 3339 timestamp with nanoseconds -> (sortable key, unix seconds)."""
-    m = _TS.match(raw)
-    if m is None:
-        return None
-    zone = "+00:00" if m.group(3) == b"Z" else m.group(3).decode()
-    base = datetime.fromisoformat(m.group(1).decode() + zone).timestamp()
-    frac = m.group(2) or b"0"
-    return m.group(1) + b"." + frac.ljust(9, b"0"), base + float(b"0." + frac)
+@dataclass(frozen=True)
+class Managed:
+    """An aegis container found on the engine, with what its labels say about it."""
+
+    container_id: str
+    execution_id: str
+    attempt: int
+    running: bool
+    started_at: float | None  # unix seconds, None if it never started
+    timeout_s: float | None
+    placement_group_id: str
 
 
-class _LogBuffer:
-    """Lines from both streams of one container, appended by readers, drained by polls."""
+@dataclass(frozen=True)
+class Exit:
+    """How a container ended, as the engine reports it."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lines: deque[LogLine] = deque()
-        self._dropped = 0
-
-    def append(self, line: LogLine) -> None:
-        with self._lock:
-            self._lines.append(line)
-            if len(self._lines) > MAX_BUFFERED_LINES:
-                self._lines.popleft()
-                self._dropped += 1
-
-    def drain(self, limit: int, *, settled: bool) -> tuple[list[LogLine], bool]:
-        """Up to ``limit`` lines in time order, and whether more are waiting.
-
-        The two readers run independently, so a stderr line may arrive after a later stdout
-        line: unless ``settled`` (both readers finished), lines younger than the reorder
-        window stay buffered until the other reader had the time to catch up.
-        """
-        with self._lock:
-            # Each stream is in order already; a stable sort by engine time interleaves them.
-            lines = sorted(self._lines, key=lambda ln: ln.ts)
-            cut = len(lines)
-            if not settled:
-                cut = bisect.bisect_right(lines, time.time() - REORDER_WINDOW_S, key=_ts)
-            n = min(cut, limit)
-            out, self._lines = lines[:n], deque(lines[n:])
-            if self._dropped:
-                text = f"[aegis] {self._dropped} log lines dropped: nobody collected them in time"
-                out.insert(0, LogLine(time.time(), "stderr", text))
-                self._dropped = 0
-            return out, bool(self._lines)
-
-
-def _ts(line: LogLine) -> float:
-    return line.ts
-
-
-class _LogFollower:
-    """Two daemon threads following a container's stdout and stderr until the logs end."""
-
-    def __init__(self, api: Any, container_id: str) -> None:
-        self.buffer = _LogBuffer()
-        self.error: str | None = None
-        self.exited_seen_at: float | None = None
-        self._threads = [
-            threading.Thread(
-                target=self._follow,
-                args=(api, container_id, stream),
-                name=f"aegis-logs-{container_id[:12]}-{stream}",
-                daemon=True,
-            )
-            for stream in ("stdout", "stderr")
-        ]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def done(self) -> bool:
-        return not any(t.is_alive() for t in self._threads)
-
-    def wait(self, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        for t in self._threads:
-            t.join(max(0.0, end - time.monotonic()))
-        return self.done
-
-    def _follow(self, api: Any, container_id: str, stream: str) -> None:
-        which = {"stdout": stream == "stdout", "stderr": stream == "stderr", "timestamps": True}
-        last_key, at_last_key, last_ts = b"", set[str](), 0.0
-        try:
-            frames = api.logs(container_id, stream=True, follow=True, **which)
-            for key, ts, text in _lines_of(frames, flush_partial=False):
-                self.buffer.append(LogLine(ts, stream, text))
-                if key != last_key:
-                    last_key, at_last_key = key, set()
-                at_last_key.add(text)
-                last_ts = ts
-            # The engine may end a follow before it has written a container's last output
-            # (an unterminated last line always): once it stopped, read on from the last line.
-            api.wait(container_id)
-            since = last_ts - 0.001 if last_ts else None
-            rest = api.logs(container_id, stream=True, follow=False, since=since, **which)
-            for key, ts, text in _lines_of(rest):
-                if key < last_key or (key == last_key and text in at_last_key):
-                    continue
-                self.buffer.append(LogLine(ts, stream, text))
-        except NotFound:
-            pass  # removed while we read: nothing more will come
-        except Exception as err:  # the engine went away mid-stream; report it once
-            self.error = f"log reader for {stream} failed: {err}"
-            log.warning("container %s: %s", container_id[:12], self.error)
-
-
-def _lines_of(
-    frames: Iterator[bytes], *, flush_partial: bool = True
-) -> Iterator[tuple[bytes, float, str]]:
-    """Turn the engine's log messages ("<timestamp> <text>") into (stamp key, ts, line).
-
-    The engine splits lines over 16 KiB into several messages, each with its own timestamp and
-    only the last ending in a newline; those are joined again here, under the first stamp. A
-    last line without a newline is yielded only with ``flush_partial``.
-    """
-    pending = b""
-    first: tuple[bytes, float] | None = None
-    for frame in frames:
-        stamp, sep, body = frame.partition(b" ")
-        parsed = _parse_stamp(stamp) if sep else None
-        if parsed is None:  # no timestamp prefix: keep the frame whole
-            parsed, body = (b"", time.time()), frame
-        start = first or parsed  # a line carries the stamp of its first piece
-        pending += body
-        while b"\n" in pending:
-            line, _, pending = pending.partition(b"\n")
-            yield start[0], start[1], _text(line)
-            start = parsed
-        first = start if pending else None
-        if len(pending) > MAX_LINE_BYTES:
-            yield start[0], start[1], _text(pending)
-            pending, first = b"", None
-    if pending and first is not None and flush_partial:
-        yield first[0], first[1], _text(pending)
-
-
-def _text(raw: bytes) -> str:
-    return raw.removesuffix(b"\r").decode("utf-8", errors="replace")
+    exit_code: int | None
+    oom_killed: bool
+    error: str | None
 
 
 class DockerRuntime:
@@ -214,7 +82,6 @@ class DockerRuntime:
         self._client = client
         self._pull_timeout_s = pull_timeout_s
         self._lock = threading.Lock()
-        self._followers: dict[str, _LogFollower] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -222,7 +89,9 @@ class DockerRuntime:
         with self._lock:
             if self._client is None:
                 try:
-                    self._client = docker.from_env(timeout=API_TIMEOUT_S)
+                    self._client = docker.from_env(
+                        timeout=API_TIMEOUT_S, max_pool_size=MAX_POOL_SIZE
+                    )
                 except DockerException as err:
                     raise LaunchError(
                         "docker_unavailable", f"Docker engine not reachable: {err}"
@@ -328,9 +197,6 @@ class DockerRuntime:
                 "start_failed", f"container for image {spec.image} did not start: {err}"
             ) from err
         cid: str = container.id
-        api = self.client.api  # outside the lock: the property takes it too
-        with self._lock:
-            self._followers[cid] = _LogFollower(api, cid)
         return cid
 
     def _create(self, spec: ContainerSpec, kwargs: dict[str, Any]) -> Any:
@@ -370,61 +236,39 @@ class DockerRuntime:
             self.remove(old.id)
         return same
 
-    def poll(self, container_id: str) -> PollResult:
-        """Lines since the last poll and the container's state; never blocks for long.
-
-        ``running`` turns False only once the log readers reached the end of the logs and
-        every line was handed out, so the last lines a container prints are never lost.
-        """
-        follower = self._follower(container_id)
-        try:
-            state = self.client.api.inspect_container(container_id)["State"]
-        except NotFound:
-            follower.wait(READER_WAIT_PER_POLL_S)
-            # Last poll of this container: hand out everything that is left.
-            lines, _ = follower.buffer.drain(MAX_BUFFERED_LINES + 1, settled=True)
-            with self._lock:
-                self._followers.pop(container_id, None)
-            return PollResult(
-                lines, False, None, error=f"container {container_id[:12]} no longer exists"
-            )
-        if state["Status"] not in ("exited", "dead"):
-            lines, _ = follower.buffer.drain(MAX_LINES_PER_POLL, settled=False)
-            return PollResult(lines, True, None)
-        if follower.exited_seen_at is None:
-            follower.exited_seen_at = time.monotonic()
-        finished = follower.wait(READER_WAIT_PER_POLL_S)
-        gave_up = time.monotonic() - follower.exited_seen_at > READER_GIVE_UP_S
-        lines, more = follower.buffer.drain(MAX_LINES_PER_POLL, settled=finished or gave_up)
-        if more or not (finished or gave_up):
-            return PollResult(lines, True, None)
-        error = state.get("Error") or follower.error
-        if not finished:
-            error = error or "log reader did not reach the end of the logs; lines may be missing"
-        return PollResult(
-            lines,
-            False,
-            int(state["ExitCode"]),
-            oom_killed=bool(state.get("OOMKilled")),
-            error=error or None,
+    def find(self, execution_id: str, attempt: int) -> Managed | None:
+        """The container of one attempt, if the engine has it."""
+        found = self.managed(
+            [f"{LABEL_EXECUTION_ID}={execution_id}", f"{LABEL_ATTEMPT}={attempt}"]
         )
+        return found[0] if found else None
 
-    def _follower(self, container_id: str) -> _LogFollower:
-        # A runtime that did not start the container follows it from its first line.
-        with self._lock:
-            follower = self._followers.get(container_id)
-        if follower is None:
-            follower = _LogFollower(self.client.api, container_id)
-            with self._lock:
-                follower = self._followers.setdefault(container_id, follower)
-        return follower
-
-    def is_running(self, container_id: str) -> bool:
+    def managed(self, label_filters: list[str] | None = None) -> list[Managed]:
+        """Every aegis container on this engine (running or not), optionally filtered."""
+        filters = {"label": [f"{LABEL_MANAGED}=true", *(label_filters or [])]}
         try:
+            found = self.client.api.containers(all=True, filters=filters)
+        except (DockerException, requests.exceptions.ConnectionError) as err:
+            raise LaunchError("docker_unavailable", f"Docker engine not reachable: {err}") from err
+        out = []
+        for c in found:
+            try:
+                state = self.client.api.inspect_container(c["Id"])["State"]
+            except NotFound:
+                continue  # removed meanwhile
+            out.append(_managed(c["Id"], c.get("Labels") or {}, state))
+        return out
+
+    def wait(self, container_id: str) -> Exit:
+        """Block until the container has ended; how it ended (None exit code if it is gone)."""
+        try:
+            self.client.api.wait(container_id, timeout=None)
             state = self.client.api.inspect_container(container_id)["State"]
         except NotFound:
-            return False
-        return state["Status"] not in ("exited", "dead")
+            return Exit(None, False, f"container {container_id[:12]} no longer exists")
+        return Exit(
+            int(state["ExitCode"]), bool(state.get("OOMKilled")), state.get("Error") or None
+        )
 
     def stop(self, container_id: str, grace_s: float = 5.0) -> None:
         """SIGTERM, then SIGKILL after ``grace_s``; a container already gone is fine."""
@@ -440,8 +284,6 @@ class DockerRuntime:
         except APIError as err:
             if err.status_code != 409:  # 409: removal already in progress
                 raise
-        with self._lock:
-            self._followers.pop(container_id, None)
 
     def remove_for_execution(self, execution_id: str) -> int:
         """Remove every aegis container of an execution (any attempt); returns how many."""
@@ -474,3 +316,23 @@ class DockerRuntime:
             "Labels": config.get("Labels"),
             "Mounts": [m.get("Source") for m in attrs.get("Mounts") or []],
         }
+
+
+def _managed(container_id: str, labels: dict[str, str], state: dict[str, Any]) -> Managed:
+    timeout = labels.get(LABEL_TIMEOUT) or ""
+    started = state.get("StartedAt") or ""
+    return Managed(
+        container_id=container_id,
+        execution_id=labels.get(LABEL_EXECUTION_ID, ""),
+        attempt=int(labels.get(LABEL_ATTEMPT, "0") or 0),
+        running=state.get("Status") not in ("exited", "dead", "created"),
+        started_at=_engine_time(started),
+        timeout_s=float(timeout) if timeout else None,
+        placement_group_id=labels.get(LABEL_PLACEMENT_GROUP, ""),
+    )
+
+
+def _engine_time(text: str) -> float | None:
+    # The engine reports "0001-01-01T00:00:00Z" for a container that never started.
+    ts = parse_stamp(text.encode())
+    return ts if ts is not None and ts > 0 else None

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from aegis_ray.adapters.postgres.changes import Subscription, feed_for
 from aegis_ray.adapters.postgres.records import (
     AttemptRecord,
     EventRecord,
@@ -305,22 +306,41 @@ class ExecutionStore:
         self,
         execution_id: uuid.UUID | str,
         attempt: int,
-        lines: Sequence[tuple[float, str, str]],
+        lines: Sequence[tuple[int, float, str, str]],
     ) -> int:
-        """Store (epoch ts, stream, text) lines in one statement, keeping their order."""
+        """Store (seq, epoch ts, stream, text) lines in one statement, keeping their order.
+
+        A line whose sequence number the attempt already has is skipped: storing a batch again
+        (a retried activity) adds nothing. Returns how many lines were new.
+        """
         if not lines:
             return 0
-        ts = [float(t) for t, _, _ in lines]
-        streams = [_clean(s) for _, s, _ in lines]
-        texts = [_clean(x) for _, _, x in lines]
+        seqs = [int(n) for n, _, _, _ in lines]
+        ts = [float(t) for _, t, _, _ in lines]
+        streams = [_clean(s) for _, _, s, _ in lines]
+        texts = [_clean(x) for _, _, _, x in lines]
         status = await self.pool.execute(
-            "INSERT INTO execution_logs (execution_id, attempt, ts, stream, line)"
-            " SELECT $1, $2, to_timestamp(u.t), u.s, u.l"
-            " FROM unnest($3::float8[], $4::text[], $5::text[]) WITH ORDINALITY AS u(t, s, l, n)"
-            " ORDER BY u.n",
-            as_uuid(execution_id), attempt, ts, streams, texts,
+            "INSERT INTO execution_logs (execution_id, attempt, seq, ts, stream, line)"
+            " SELECT $1, $2, u.q, to_timestamp(u.t), u.s, u.l"
+            " FROM unnest($3::int8[], $4::float8[], $5::text[], $6::text[])"
+            " WITH ORDINALITY AS u(q, t, s, l, n)"
+            " ORDER BY u.n"
+            " ON CONFLICT (execution_id, attempt, seq) DO NOTHING",
+            as_uuid(execution_id), attempt, seqs, ts, streams, texts,
         )  # fmt: skip
         return int(status.rsplit(" ", 1)[1])
+
+    def subscribe(self, execution_id: uuid.UUID | str) -> Subscription:
+        """Wake-ups for new events and lines of the execution (PostgreSQL notifications)."""
+        return feed_for(self.pool).subscribe(execution_id)
+
+    async def last_log_seq(self, execution_id: uuid.UUID | str, attempt: int) -> int:
+        """The highest sequence number stored for the attempt; -1 if it has no lines yet."""
+        value = await self.pool.fetchval(
+            "SELECT max(seq) FROM execution_logs WHERE execution_id = $1 AND attempt = $2",
+            as_uuid(execution_id), attempt,
+        )  # fmt: skip
+        return -1 if value is None else int(value)
 
     async def logs(
         self,

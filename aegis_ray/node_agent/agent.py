@@ -1,0 +1,345 @@
+"""The node agent: one long-lived supervisor of every agent container on its machine.
+
+It owns the machine's Docker client and, for each container: starts it (or takes over the one
+that is already there), follows its logs as the engine writes them (one blocking reader thread
+per running container, woken by the engine, never a timer), keeps the lines until the caller
+has them, sees the exit, stops it at its deadline, and removes it when told. After a restart of
+the agent, `adopt` finds every aegis container by its labels and follows it again from its first
+line: lines are numbered the same on every read (see `adapters/docker/logs.py`), so a caller
+that resumes with its cursor gets each line exactly once.
+
+Nothing here knows about Ray: `actor.py` makes it a Ray actor, and the same class can serve an
+edge daemon behind a relay. Its whole interface is `start`, `follow`, `stop`, `remove`, `list`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from docker.errors import NotFound
+
+from aegis_ray.adapters.docker.container import ContainerSpec, LogLine
+from aegis_ray.adapters.docker.logs import (
+    LineAssembler,
+    frames,
+    open_log_stream,
+    replay,
+)
+from aegis_ray.adapters.docker.runtime import DockerRuntime, Exit, Managed
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Lines a container may have waiting for its caller; past that its reader stops reading (the
+# engine keeps writing the bounded json-file log), so a chatty agent cannot fill this process.
+MAX_PENDING_LINES = 20_000
+MAX_PENDING_BYTES = 32 << 20
+# Docker calls (create, start, stop, remove, inspect) run in this many threads at most.
+DOCKER_THREADS = 64
+STOP_GRACE_S = 3.0
+# How often a broken log stream is opened again before the container is reported unreadable.
+READ_TRIES = 6
+
+Key = tuple[str, int]  # (execution id, attempt)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Lines after the caller's cursor, and, once the last line is out, how the container ended."""
+
+    lines: list[LogLine]
+    done: bool = False  # no line will follow these
+    exit_code: int | None = None
+    oom_killed: bool = False
+    timed_out: bool = False  # the agent stopped it at its deadline
+    gone: str | None = None  # it vanished before it ended (removed, or never there): why
+    error: str | None = None  # what the engine or the reader reported, if anything
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    execution_id: str
+    attempt: int
+    container_id: str
+    running: bool
+    placement_group_id: str
+
+
+@dataclass
+class _Supervised:
+    """One followed container: lines not yet acknowledged by the caller, and how it ended."""
+
+    managed: Managed
+    changed: asyncio.Event
+    loop: asyncio.AbstractEventLoop
+    lines: deque[LogLine] = field(default_factory=deque)
+    pending_bytes: int = 0
+    ended: Exit | None = None
+    gone: str | None = None
+    timed_out: bool = False
+    closed: bool = False  # removed by the agent: the reader must not wait for room
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.ended is not None or self.gone is not None
+
+    def push(self, lines: list[LogLine]) -> None:
+        """Called by the reader thread; waits while the caller is behind (backpressure)."""
+        if not lines:
+            return
+        with self.cond:
+            while (
+                len(self.lines) >= MAX_PENDING_LINES or self.pending_bytes >= MAX_PENDING_BYTES
+            ) and not self.closed:
+                self.cond.wait(1.0)
+            self.lines.extend(lines)
+            self.pending_bytes += sum(len(ln.text) for ln in lines)
+        self._wake()
+
+    def finish(self, ended: Exit | None, gone: str | None = None) -> None:
+        with self.cond:
+            self.ended, self.gone = ended, gone
+        self._wake()
+
+    def ack(self, after_seq: int) -> None:
+        """Forget the lines the caller has (sequence numbers up to `after_seq`)."""
+        with self.cond:
+            while self.lines and self.lines[0].seq <= after_seq:
+                self.pending_bytes -= len(self.lines.popleft().text)
+            self.cond.notify_all()
+
+    def take(self, limit: int) -> tuple[list[LogLine], bool]:
+        """Up to `limit` unacknowledged lines, and whether they are the last ones."""
+        with self.cond:
+            out = [self.lines[i] for i in range(min(limit, len(self.lines)))]
+            return out, self.done and len(out) == len(self.lines)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closing: nobody is waiting
+            self.loop.call_soon_threadsafe(self.changed.set)
+
+
+class NodeAgent:
+    """Supervises every aegis container on one Docker engine (see the module docstring)."""
+
+    def __init__(self, runtime: DockerRuntime | None = None, *, node_name: str = "") -> None:
+        self.runtime = runtime or DockerRuntime()
+        self.node_name = node_name
+        self._pool = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="aegis-docker")
+        self._supervised: dict[Key, _Supervised] = {}
+        self._starting: dict[Key, asyncio.Lock] = {}
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def adopt(self) -> int:
+        """Follow every aegis container the engine has (after a restart of the agent)."""
+        found = await self._call(self.runtime.managed)
+        for managed in found:
+            self._supervise(managed)
+        return len(found)
+
+    async def start(self, spec: ContainerSpec) -> str:
+        """Start the attempt's container, or take over the one it already has; its id."""
+        spec.validate()
+        key = (spec.execution_id, spec.attempt)
+        async with self._starting.setdefault(key, asyncio.Lock()):
+            try:
+                if key in self._supervised:
+                    return self._supervised[key].managed.container_id
+                existing = await self._call(self.runtime.find, spec.execution_id, spec.attempt)
+                if existing is not None:
+                    self._supervise(existing)
+                    return existing.container_id
+                await self._call(self.runtime.ensure_image, spec)
+                started_at = time.time()
+                container_id = await self._call(self.runtime.start, spec)
+                self._supervise(
+                    Managed(
+                        container_id=container_id,
+                        execution_id=spec.execution_id,
+                        attempt=spec.attempt,
+                        running=True,
+                        started_at=started_at,
+                        timeout_s=spec.timeout_s,
+                        placement_group_id=spec.placement_group_id,
+                    )
+                )
+                return container_id
+            finally:
+                self._starting.pop(key, None)
+
+    async def follow(
+        self,
+        execution_id: str,
+        attempt: int,
+        *,
+        after_seq: int = -1,
+        max_lines: int = 1000,
+        wait_s: float = 10.0,
+    ) -> Batch:
+        """Lines after `after_seq` as soon as there are any (or the end), else after `wait_s`.
+
+        The lines up to `after_seq` are forgotten: the caller has them. Lines handed out but
+        not yet acknowledged come again on the next call with the same cursor.
+        """
+        key = (execution_id, attempt)
+        sup = self._supervised.get(key)
+        if sup is None:
+            managed = await self._call(self.runtime.find, execution_id, attempt)
+            if managed is None:
+                where = f" on node {self.node_name}" if self.node_name else ""
+                return Batch([], done=True, gone=f"no container for this attempt{where}")
+            sup = self._supervise(managed)
+        sup.ack(after_seq)
+        sup.changed.clear()
+        lines, last = sup.take(max_lines)
+        if not lines and not sup.done:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sup.changed.wait(), wait_s)
+            lines, last = sup.take(max_lines)
+        if not last:
+            return Batch(lines)
+        ended = sup.ended or Exit(None, False, None)
+        return Batch(
+            lines,
+            done=True,
+            exit_code=ended.exit_code,
+            oom_killed=ended.oom_killed,
+            timed_out=sup.timed_out,
+            gone=sup.gone,
+            error=ended.error,
+        )
+
+    async def stop(self, execution_id: str, attempt: int, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`; its logs stay readable until `remove`."""
+        managed = await self._find(execution_id, attempt)
+        if managed is not None:
+            await self._call(self.runtime.stop, managed.container_id, grace_s)
+
+    async def remove(self, execution_id: str, attempt: int, *, why: str = "removed") -> bool:
+        """Remove the attempt's container (stopping it first if it runs); False if none."""
+        key = (execution_id, attempt)
+        managed = await self._find(execution_id, attempt)
+        sup = self._supervised.pop(key, None)
+        if sup is not None:
+            if sup.deadline is not None:
+                sup.deadline.cancel()
+            with sup.cond:
+                sup.closed = True
+                sup.cond.notify_all()
+            if not sup.done:
+                sup.finish(None, gone=why)
+        if managed is None:
+            return False
+        await self._call(self.runtime.remove, managed.container_id)
+        return True
+
+    def list(self) -> list[ContainerInfo]:
+        """The containers this agent follows."""
+        return [
+            ContainerInfo(
+                execution_id=s.managed.execution_id,
+                attempt=s.managed.attempt,
+                container_id=s.managed.container_id,
+                running=not s.done,
+                placement_group_id=s.managed.placement_group_id,
+            )
+            for s in self._supervised.values()
+        ]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- supervision ----------------------------------------------------------------------
+
+    async def _find(self, execution_id: str, attempt: int) -> Managed | None:
+        sup = self._supervised.get((execution_id, attempt))
+        if sup is not None:
+            return sup.managed
+        return await self._call(self.runtime.find, execution_id, attempt)
+
+    def _supervise(self, managed: Managed) -> _Supervised:
+        key = (managed.execution_id, managed.attempt)
+        if key in self._supervised:
+            return self._supervised[key]
+        loop = asyncio.get_running_loop()
+        sup = _Supervised(managed=managed, changed=asyncio.Event(), loop=loop)
+        self._supervised[key] = sup
+        if managed.timeout_s is not None:
+            started = managed.started_at or time.time()
+            delay = max(0.0, started + managed.timeout_s - time.time())
+            sup.deadline = loop.call_later(delay, self._on_deadline, key)
+        threading.Thread(
+            target=self._read,
+            args=(sup,),
+            name=f"aegis-logs-{managed.container_id[:12]}",
+            daemon=True,
+        ).start()
+        return sup
+
+    def _on_deadline(self, key: Key) -> None:
+        sup = self._supervised.get(key)
+        if sup is None or sup.done:
+            return
+        sup.timed_out = True
+        log.info("container %s passed its deadline: stopping", sup.managed.container_id[:12])
+        asyncio.ensure_future(
+            self._call(self.runtime.stop, sup.managed.container_id, STOP_GRACE_S)
+        )
+
+    def _read(self, sup: _Supervised) -> None:
+        """The reader thread: follow the logs to their end, then collect how it ended.
+
+        A broken stream (the engine restarting, a dropped connection) is read again from the
+        start; lines already handed over are recognised by their sequence number and skipped.
+        """
+        cid = sup.managed.container_id
+        delivered = 0  # lines pushed so far: sequence numbers below this are already out
+        error = ""
+        for attempt in range(READ_TRIES):
+            assembler = LineAssembler()
+
+            def push(lines: list[LogLine]) -> None:
+                nonlocal delivered
+                fresh = [ln for ln in lines if ln.seq >= delivered]
+                sup.push(fresh)
+                delivered += len(fresh)
+
+            try:
+                api = self.runtime.client.api
+                with contextlib.closing(open_log_stream(api, cid, follow=True)) as response:
+                    for stream, frame in frames(response.raw):
+                        push(assembler.feed(stream, frame))
+                ended = self.runtime.wait(cid)
+                # The engine may end a follow before it wrote the last output (always so for an
+                # unterminated last line): read the whole log again and take what was not seen.
+                with contextlib.closing(open_log_stream(api, cid, follow=False)) as response:
+                    push(replay(assembler, frames(response.raw)))
+                push(assembler.flush())
+            except NotFound:
+                push(assembler.flush())
+                sup.finish(None, gone=f"container {cid[:12]} no longer exists")
+                return
+            except Exception as err:  # the engine went away mid-stream: read again
+                log.warning("container %s: log reader failed (%d): %s", cid[:12], attempt, err)
+                time.sleep(min(8.0, 0.5 * 2**attempt))
+                error = f"log reader failed: {err}"
+                continue
+            if ended.exit_code is None:  # removed before its end was seen
+                sup.finish(None, gone=ended.error or "container removed")
+            else:
+                sup.finish(ended)
+            return
+        sup.finish(Exit(None, False, error))

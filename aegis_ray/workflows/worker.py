@@ -1,0 +1,52 @@
+"""The Temporal worker of the execution workflows, and the reconciler beside it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from aegis_ray.adapters.postgres.db import connect
+from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.nodes import NodeStore
+from aegis_ray.workflows.activities import ExecutionActivities
+from aegis_ray.workflows.execution import ExecutionWorkflow
+from aegis_ray.workflows.reconciler import Reconciler
+
+
+@dataclass
+class RunningWorker:
+    worker: asyncio.Task[None]
+    reconciler: asyncio.Task[None]
+
+    def check(self) -> None:
+        """Raise if the worker stopped (its replica is then restarted by Serve)."""
+        if self.worker.done():
+            raise RuntimeError(f"Temporal worker stopped: {self.worker.exception()!r}")
+
+
+async def start_worker(
+    database_url: str, temporal_address: str, namespace: str, task_queue: str
+) -> RunningWorker:
+    """Connect, then run the worker and the reconciler as tasks of the running loop."""
+    pool = await connect(database_url)
+    client = await Client.connect(temporal_address, namespace=namespace)
+    activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool))
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ExecutionWorkflow],
+        activities=activities.all(),
+        max_concurrent_activities=1000,
+        # Cancellation reaches an activity with its next heartbeat: keep that prompt.
+        max_heartbeat_throttle_interval=timedelta(seconds=1),
+        default_heartbeat_throttle_interval=timedelta(seconds=1),
+    )
+    loop = asyncio.get_running_loop()
+    reconciler = Reconciler(ExecutionStore(pool), NodeStore(pool), client)
+    return RunningWorker(
+        worker=loop.create_task(worker.run()), reconciler=loop.create_task(reconciler.run_forever())
+    )
