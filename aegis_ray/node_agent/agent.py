@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +46,8 @@ MAX_PENDING_BYTES = 32 << 20
 # Docker calls (create, start, stop, remove, inspect) run in this many threads at most.
 DOCKER_THREADS = 64
 STOP_GRACE_S = 3.0
+# How many removed attempts the agent remembers the reason of.
+REMEMBER_REMOVED = 1000
 # How often a broken log stream is opened again before the container is reported unreadable.
 READ_TRIES = 6
 
@@ -139,6 +141,8 @@ class NodeAgent:
         self._pool = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="aegis-docker")
         self._supervised: dict[Key, _Supervised] = {}
         self._starting: dict[Key, asyncio.Lock] = {}
+        # Why recently removed containers went, for a caller that asks after the fact.
+        self._removed: OrderedDict[Key, str] = OrderedDict()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -200,7 +204,8 @@ class NodeAgent:
             managed = await self._call(self.runtime.find, execution_id, attempt)
             if managed is None:
                 where = f" on node {self.node_name}" if self.node_name else ""
-                return Batch([], done=True, gone=f"no container for this attempt{where}")
+                why = self._removed.get(key, f"no container for this attempt{where}")
+                return Batch([], done=True, gone=why)
             sup = self._supervise(managed)
         sup.ack(after_seq)
         sup.changed.clear()
@@ -233,6 +238,9 @@ class NodeAgent:
         key = (execution_id, attempt)
         managed = await self._find(execution_id, attempt)
         sup = self._supervised.pop(key, None)
+        self._removed[key] = why
+        while len(self._removed) > REMEMBER_REMOVED:
+            self._removed.popitem(last=False)
         if sup is not None:
             if sup.deadline is not None:
                 sup.deadline.cancel()

@@ -1,7 +1,9 @@
-"""The Docker container runtime against the real local engine (no Ray)."""
+"""The node agent's core against the real local Docker engine (no Ray): start, follow, exit,
+limits, pull policies, stop, remove, deadline, take-over after a restart, backpressure."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,13 +19,48 @@ from aegis_ray.adapters.docker.container import (
     ContainerSpec,
     LaunchError,
     LogLine,
-    PollResult,
 )
 from aegis_ray.adapters.docker.runtime import DockerRuntime
+from aegis_ray.node_agent import agent as agent_module
+from aegis_ray.node_agent.agent import Batch, NodeAgent
 from tests.e2e.runtime_images import busybox_image
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
+
+
+class Agent:
+    """A NodeAgent driven from synchronous tests, on a loop of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.core = NodeAgent(DockerRuntime(), node_name="test-node")
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def start(self, spec: ContainerSpec) -> str:
+        return str(self.run(self.core.start(spec)))
+
+    def follow(self, spec: ContainerSpec, after: int = -1, wait_s: float = 1.0) -> Batch:
+        call = self.core.follow(spec.execution_id, spec.attempt, after_seq=after, wait_s=wait_s)
+        batch: Batch = self.run(call)
+        return batch
+
+    def run_to_end(self, spec: ContainerSpec, timeout: float = 30) -> tuple[list[LogLine], Batch]:
+        """Follow the attempt's container until its last line, as the workflow does."""
+        lines: list[LogLine] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = self.follow(spec, lines[-1].seq if lines else -1)
+            lines += batch.lines
+            if batch.done:
+                return lines, batch
+        raise AssertionError(f"{spec.container_name} still running after {timeout}s")
+
+    def close(self) -> None:
+        self.core.close()
+        self.loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +76,13 @@ def runtime() -> Iterator[DockerRuntime]:
     for eid in _used_ids:
         rt.remove_for_execution(eid)
     _used_ids.clear()
+
+
+@pytest.fixture
+def agent(runtime: DockerRuntime) -> Iterator[Agent]:
+    a = Agent()
+    yield a
+    a.close()
 
 
 _used_ids: list[str] = []
@@ -62,27 +106,14 @@ def make_spec(image: str, script: str, **overrides: Any) -> ContainerSpec:
     return ContainerSpec(**fields)
 
 
-def run_to_end(
-    rt: DockerRuntime, cid: str, timeout: float = 30
-) -> tuple[list[LogLine], PollResult]:
-    lines: list[LogLine] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = rt.poll(cid)
-        lines += result.lines
-        if not result.running:
-            return lines, result
-        time.sleep(0.1)
-    raise AssertionError(f"container {cid[:12]} still running after {timeout}s")
-
-
 @pytest.mark.parametrize("exit_code", [0, 3])
 def test_stdout_and_stderr_lines_arrive_on_their_streams_with_the_exit_code(
-    runtime: DockerRuntime, image: str, exit_code: int
+    agent: Agent, image: str, exit_code: int
 ) -> None:
     script = f'echo "out $GREETING"; echo "err one" >&2; echo out2; printf tail; exit {exit_code}'
-    cid = runtime.start(make_spec(image, script))
-    lines, result = run_to_end(runtime, cid)
+    spec = make_spec(image, script)
+    agent.start(spec)
+    lines, result = agent.run_to_end(spec)
     assert result.exit_code == exit_code and not result.oom_killed and result.error is None
     got = [(ln.stream, ln.text) for ln in lines]
     assert [t for s, t in got if s == "stdout"] == ["out hello", "out2", "tail"]
@@ -113,7 +144,7 @@ def test_engine_holds_the_container_to_its_limits_and_drops_every_privilege(
 
 
 def test_agent_runs_as_nobody_without_network_on_a_read_only_root_with_writable_tmp(
-    runtime: DockerRuntime, image: str
+    agent: Agent, image: str
 ) -> None:
     script = (
         "id -u; ls /sys/class/net; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
@@ -122,7 +153,8 @@ def test_agent_runs_as_nobody_without_network_on_a_read_only_root_with_writable_
         "cat <<EOF\nheredoc in $HOME\nEOF"
     )
     spec = make_spec(image, script)
-    lines, result = run_to_end(runtime, runtime.start(spec))
+    agent.start(spec)
+    lines, result = agent.run_to_end(spec)
     assert result.exit_code == 0
     assert [ln.text for ln in lines if ln.stream == "stdout"] == [
         "65534",
@@ -134,21 +166,23 @@ def test_agent_runs_as_nobody_without_network_on_a_read_only_root_with_writable_
     ]
 
 
-def test_pids_limit_stops_a_fork_storm(runtime: DockerRuntime, image: str) -> None:
+def test_pids_limit_stops_a_fork_storm(agent: Agent, image: str) -> None:
     spec = make_spec(
         image, "for i in $(seq 40); do sleep 5 & done; echo all-started", pids_limit=16
     )
-    lines, result = run_to_end(runtime, runtime.start(spec))
+    agent.start(spec)
+    lines, result = agent.run_to_end(spec)
     assert result.exit_code != 0
     assert "all-started" not in [ln.text for ln in lines]
     assert any("can't fork" in ln.text for ln in lines if ln.stream == "stderr")
 
 
 def test_memory_hog_is_killed_and_reported_as_out_of_memory(
-    runtime: DockerRuntime, image: str
+    agent: Agent, image: str
 ) -> None:
     spec = make_spec(image, "head -c 200000000 /dev/zero | sort > /dev/null", memory_bytes=16 * MiB)
-    _, result = run_to_end(runtime, runtime.start(spec))
+    agent.start(spec)
+    _, result = agent.run_to_end(spec)
     assert result.oom_killed is True
     assert result.exit_code == 137
 
@@ -193,19 +227,19 @@ def test_invalid_spec_is_refused_naming_every_bad_field(runtime: DockerRuntime, 
         assert needle in err.value.message
 
 
-def test_stop_ends_a_sleeping_container_promptly(runtime: DockerRuntime, image: str) -> None:
-    cid = runtime.start(make_spec(image, "echo sleeping; sleep 300"))
-    first = runtime.poll(cid)
-    assert first.running
+def test_stop_ends_a_sleeping_container_promptly(agent: Agent, image: str) -> None:
+    spec = make_spec(image, "echo sleeping; sleep 300")
+    agent.start(spec)
+    first = agent.follow(spec, wait_s=10)
+    assert not first.done and [ln.text for ln in first.lines] == ["sleeping"]
     started = time.monotonic()
-    runtime.stop(cid, grace_s=5)
-    lines, result = run_to_end(runtime, cid, timeout=15)
-    lines = first.lines + lines
+    agent.run(agent.core.stop(spec.execution_id, spec.attempt, grace_s=5))
+    lines, result = agent.run_to_end(spec, timeout=15)
     # The init process forwards SIGTERM, so this ends well before the grace period runs out.
     assert time.monotonic() - started < 4
     assert result.exit_code == 143
-    assert [ln.text for ln in lines] == ["sleeping"]
-    runtime.stop(cid)  # already stopped: no error
+    assert [ln.text for ln in lines] == ["sleeping"]  # the first batch comes again until acked
+    agent.run(agent.core.stop(spec.execution_id, spec.attempt))  # already stopped: no error
 
 
 def test_remove_for_execution_removes_every_attempt(runtime: DockerRuntime, image: str) -> None:
@@ -221,48 +255,57 @@ def test_remove_for_execution_removes_every_attempt(runtime: DockerRuntime, imag
     assert runtime.remove_for_execution(first.execution_id) == 0
 
 
-def test_restarted_attempt_replaces_its_stale_container(runtime: DockerRuntime, image: str) -> None:
-    spec = make_spec(image, "echo second-run")
-    runtime.start(make_spec(image, "sleep 300", execution_id=spec.execution_id))
-    # A new launcher of the same attempt (the old one died) takes over the container name.
-    lines, result = run_to_end(runtime, runtime.start(spec))
-    assert result.exit_code == 0 and [ln.text for ln in lines] == ["second-run"]
-
-
-def test_two_thousand_lines_arrive_complete_and_in_order(
-    runtime: DockerRuntime, image: str
+def test_starting_an_attempt_again_takes_over_its_running_container(
+    agent: Agent, image: str
 ) -> None:
-    cid = runtime.start(make_spec(image, "seq 1 2000; printf last"))
-    lines, result = run_to_end(runtime, cid)
+    spec = make_spec(image, "echo first; sleep 2; echo still-the-same")
+    cid = agent.start(spec)
+    # A second start of the same attempt (a retried activity) must not run the agent twice.
+    other = Agent()
+    try:
+        assert other.start(spec) == cid
+        lines, result = other.run_to_end(spec)
+    finally:
+        other.close()
+    assert result.exit_code == 0
+    assert [ln.text for ln in lines] == ["first", "still-the-same"]
+    assert agent.start(spec) == cid
+
+
+def test_two_thousand_lines_arrive_complete_and_in_order(agent: Agent, image: str) -> None:
+    spec = make_spec(image, "seq 1 2000; printf last")
+    agent.start(spec)
+    lines, result = agent.run_to_end(spec)
     assert result.exit_code == 0
     assert [ln.text for ln in lines] == [str(i) for i in range(1, 2001)] + ["last"]
     assert [ln.ts for ln in lines] == sorted(ln.ts for ln in lines)
 
 
-def test_a_line_longer_than_the_engine_chunk_arrives_whole(
-    runtime: DockerRuntime, image: str
-) -> None:
+def test_a_line_longer_than_the_engine_chunk_arrives_whole(agent: Agent, image: str) -> None:
     # The engine splits log lines at 16 KiB; the runtime joins the pieces again.
     script = "head -c 40000 /dev/zero | tr '\\0' x; echo; echo after"
-    lines, _ = run_to_end(runtime, runtime.start(make_spec(image, script)))
+    spec = make_spec(image, script)
+    agent.start(spec)
+    lines, _ = agent.run_to_end(spec)
     assert [ln.text for ln in lines] == ["x" * 40000, "after"]
 
 
-def test_poll_of_a_removed_container_says_it_is_gone(runtime: DockerRuntime, image: str) -> None:
-    cid = runtime.start(make_spec(image, "sleep 300"))
-    runtime.remove(cid)
-    result = runtime.poll(cid)
-    assert not result.running and result.exit_code is None
-    assert result.error is not None and "no longer exists" in result.error
-    runtime.remove(cid)  # already gone: no error
+def test_following_a_removed_container_says_it_is_gone(agent: Agent, image: str) -> None:
+    spec = make_spec(image, "sleep 300")
+    agent.start(spec)
+    assert agent.run(agent.core.remove(spec.execution_id, spec.attempt)) is True
+    result = agent.follow(spec)
+    assert result.done and result.exit_code is None and result.gone is not None
+    assert agent.run(agent.core.remove(spec.execution_id, spec.attempt)) is False  # no error
 
 
 def test_missing_executable_ends_the_attempt_with_a_reason(
-    runtime: DockerRuntime, image: str
+    agent: Agent, image: str
 ) -> None:
     # The init process starts, then fails to exec the agent: exit 127 and its message.
     spec = make_spec(image, "unused", command=("/bin/no-such-agent",))
-    lines, result = run_to_end(runtime, runtime.start(spec))
+    agent.start(spec)
+    lines, result = agent.run_to_end(spec)
     assert result.exit_code == 127
     assert any("no-such-agent" in ln.text for ln in lines if ln.stream == "stderr")
 
@@ -276,3 +319,82 @@ def test_engine_not_running_gives_docker_unavailable_with_the_address(
         DockerRuntime().ensure_image(make_spec(image, "true"))
     assert err.value.code == "docker_unavailable"
     assert "Docker engine not reachable" in err.value.message
+
+
+def test_the_agent_stops_a_container_at_its_deadline_and_says_so(agent: Agent, image: str) -> None:
+    spec = make_spec(image, "echo begun; sleep 300", timeout_s=1.0)
+    agent.start(spec)
+    lines, result = agent.run_to_end(spec, timeout=30)
+    assert result.timed_out is True
+    assert result.exit_code == 143  # SIGTERM, forwarded by the init process
+    assert [ln.text for ln in lines] == ["begun"]
+
+
+def test_a_restarted_agent_takes_over_and_hands_out_every_line_exactly_once(
+    agent: Agent, image: str
+) -> None:
+    spec = make_spec(image, "for i in $(seq 1 30); do echo line-$i; sleep 0.1; done")
+    cid = agent.start(spec)
+    first = agent.follow(spec, wait_s=10)
+    assert first.lines and not first.done
+    have = first.lines
+    agent.close()  # the agent's process is gone; the container is not
+    successor = Agent()
+    try:
+        assert successor.run(successor.core.adopt()) >= 1
+        assert any(c.container_id == cid for c in successor.core.list())
+        rest, result = successor.run_to_end(spec)
+        # Resume from the last line the caller stored: nothing twice, nothing missing.
+        rest = [ln for ln in rest if ln.seq > have[-1].seq]
+    finally:
+        successor.close()
+    assert result.exit_code == 0
+    got = [ln.text for ln in have + rest]
+    assert got == [f"line-{i}" for i in range(1, 31)]
+    assert [ln.seq for ln in have + rest] == list(range(30))
+
+
+def test_a_chatty_agent_waits_for_its_caller_instead_of_filling_memory(
+    agent: Agent, image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "MAX_PENDING_LINES", 500)
+    spec = make_spec(image, "seq 1 20000")
+    agent.start(spec)
+    lines: list[LogLine] = []
+    most_pending = 0
+    while True:
+        batch = agent.follow(spec, lines[-1].seq if lines else -1, wait_s=5)
+        lines += batch.lines
+        sup = agent.core._supervised[(spec.execution_id, spec.attempt)]
+        most_pending = max(most_pending, len(sup.lines))
+        if batch.done:
+            break
+    assert [ln.text for ln in lines] == [str(i) for i in range(1, 20001)]
+    # The reader stops at the bound (it may add one engine frame's lines past it).
+    assert most_pending <= 500 + 64
+
+
+def test_twenty_containers_at_once_all_run_to_their_end(agent: Agent, image: str) -> None:
+    specs = [make_spec(image, f"echo agent-{n}; sleep 1; echo done-{n}") for n in range(20)]
+
+    async def all_of_them() -> list[tuple[list[str], Batch]]:
+        await asyncio.gather(*(agent.core.start(s) for s in specs))
+
+        async def to_end(spec: ContainerSpec) -> tuple[list[str], Batch]:
+            texts: list[str] = []
+            cursor = -1
+            while True:
+                batch = await agent.core.follow(
+                    spec.execution_id, spec.attempt, after_seq=cursor, wait_s=5
+                )
+                texts += [ln.text for ln in batch.lines]
+                cursor = batch.lines[-1].seq if batch.lines else cursor
+                if batch.done:
+                    return texts, batch
+
+        return list(await asyncio.gather(*(to_end(s) for s in specs)))
+
+    results = agent.run(all_of_them())
+    for n, (texts, batch) in enumerate(results):
+        assert batch.exit_code == 0, batch
+        assert texts == [f"agent-{n}", f"done-{n}"]
