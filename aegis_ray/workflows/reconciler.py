@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,13 +21,14 @@ from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.core.models.execution import ExecutionState
 from aegis_ray.core.ray_mapping import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
+from aegis_ray.settings import Settings
 from aegis_ray.workflows.types import pg_name, workflow_id
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
 ORPHAN_CHECK_EVERY = 6  # heartbeat rounds
 # How long a row may sit unchanged before its workflow is checked (tests shorten it).
-ORPHAN_GRACE = timedelta(seconds=float(os.environ.get("AEGIS_ORPHAN_GRACE_S", "60")))
+ORPHAN_GRACE = timedelta(seconds=Settings().orphan_grace_s)
 ACTIVE = [
     ExecutionState.PENDING,
     ExecutionState.SCHEDULED,
