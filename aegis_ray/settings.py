@@ -1,15 +1,17 @@
 """Runtime settings of one aegis installation, read from the environment (prefix ``AEGIS_``).
 
 Everything `aegis up` starts lives under ``home`` (default ``~/.aegis``). Where an external URL
-is given (``AEGIS_DATABASE_URL``, ``AEGIS_TEMPORAL_ADDRESS``), that service is used and nothing
-is started for it.
+is given (``AEGIS_DATABASE_URL``, ``AEGIS_TEMPORAL_ADDRESS``, or the NodeConfig's
+``spec.database`` / ``spec.temporal``), that service is used and nothing is started for it.
+A value set here in the environment wins over the NodeConfig's.
 """
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +34,10 @@ class Settings(BaseSettings):
     ray_attach: bool = True
     # Embedded services; a configured URL means "use the external one".
     database_url: str | None = None
+    # The external database's password, kept out of URLs in files and off command lines:
+    # the value itself, or a file only this user can read (mode 0600).
+    database_password: SecretStr | None = None
+    database_password_file: Path | None = None
     postgres_port: int = 55432
     temporal_address: str | None = None
     temporal_port: int = 7233
@@ -41,10 +47,20 @@ class Settings(BaseSettings):
     # Where CLI commands send their requests; defaults to http://api_host:api_port.
     api_url: str | None = None
     api_token: str | None = None
+    # How long an edge waits for an unreachable orchestrator (`ray up` starts both at once).
+    register_wait_s: float = 300.0
+    # How long an execution row may sit unchanged before the reconciler checks its workflow.
+    orphan_grace_s: float = 60.0
+    # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
+    ray_args: str = ""
 
     @property
     def api_base_url(self) -> str:
         return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def ray_arg_list(self) -> list[str]:
+        return shlex.split(self.ray_args)
 
     @property
     def admin_token_path(self) -> Path:

@@ -6,8 +6,6 @@ id per instance, the orchestrator URL from the launcher, secrets read from shipp
 
 from __future__ import annotations
 
-import os
-import shlex
 import socket
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -26,6 +24,7 @@ from aegis_ray.cluster_config.validate import (
 )
 from aegis_ray.core.models.loading import ManifestError, load_file
 from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.settings import Settings
 
 EXIT_BAD_INPUT = 2
 MIN_SECRET_CHARS = 16  # what the token store accepts for a pre-shared secret
@@ -83,6 +82,7 @@ def secret(
     ] = None,
 ) -> None:
     """A new pre-shared join secret for a `ray up` cluster (file_mounts ship it to every node)."""
+    from aegis_ray.adapters.files import write_private
     from aegis_ray.adapters.postgres.tokens import new_secret
 
     if file is None:
@@ -91,10 +91,7 @@ def secret(
     if file.exists():
         console.print(f"{file} exists: kept")
         return
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(new_secret() + "\n")
+    write_private(file, new_secret() + "\n", replace=False)
     console.print(f"join secret written to {file}")
 
 
@@ -146,4 +143,4 @@ def read_secret_file(path: Path, option: str) -> str:
 def ray_args_with_env(ray_arg: list[str] | None) -> list[str]:
     """`--ray-arg` values, then those of AEGIS_RAY_ARGS (shell words): lets a test or an
     operator add ports to launcher commands without editing them."""
-    return [*(ray_arg or []), *shlex.split(os.environ.get("AEGIS_RAY_ARGS", ""))]
+    return [*(ray_arg or []), *Settings().ray_arg_list]

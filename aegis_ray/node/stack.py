@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,19 @@ import httpx
 import yaml
 
 import aegis_ray
+from aegis_ray.adapters.files import write_private
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.ray_mapping import ray_start_args
 from aegis_ray.node.local_config import default_node_config
+from aegis_ray.node.services import external_database_url, head_settings
 from aegis_ray.settings import Settings
 
 SERVE_APP = "aegis"
-SERVE_CONFIG = Path(aegis_ray.__file__).resolve().parent.parent / "serve" / "aegis.yaml"
+# Package data, so that a wheel install finds it; serve/aegis.yaml links here for `serve deploy`.
+SERVE_CONFIG = "serve.yaml"
 Say = Callable[[str], None]
 
 
@@ -53,9 +56,7 @@ class UpState:
 
     def save(self, path: Path) -> None:
         # Holds the database URL (with its password): private to this user.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(asdict(self), indent=2))
+        write_private(path, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> UpState | None:
@@ -70,7 +71,10 @@ def postgres(settings: Settings) -> EmbeddedPostgres:
 
 def temporal(settings: Settings) -> TemporalDevServer:
     return TemporalDevServer(
-        settings.home / "temporal", port=settings.temporal_port, ui_port=settings.temporal_ui_port
+        settings.home / "temporal",
+        port=settings.temporal_port,
+        ui_port=settings.temporal_ui_port,
+        namespace=settings.temporal_namespace,
     )
 
 
@@ -82,18 +86,22 @@ def up(
     ray_args: Sequence[str] = (),
     join_secret: str | None = None,
 ) -> UpState:
-    """Start (or find running) everything a single hybrid node needs; idempotent.
+    """Start (or find running) everything a head node needs; idempotent.
 
+    PostgreSQL and Temporal are the external ones the environment or the NodeConfig names
+    (see node.services), else embedded ones started here.
     `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config).
     `join_secret` (a pre-shared secret, `ray up`) is accepted as a join token from before the
     API answers, so no edge that reaches the API is refused for want of it."""
+    settings = head_settings(settings, node)
+    external_database = external_database_url(settings)  # refuses before anything starts
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(exist_ok=True)
     state = UpState.load(settings.state_path) or UpState()
 
-    if settings.database_url:
-        state.database_url = settings.database_url
+    if external_database:
+        state.database_url = external_database
     else:
         say("PostgreSQL (embedded)")
         state.database_url = postgres(settings).start()
@@ -156,7 +164,7 @@ def _ray(
     elif settings.ray_address or (settings.ray_attach and ray_head.running_local_cluster()):
         address = settings.ray_address or ray_head.running_local_cluster() or ""
         say(f"attaching to the running Ray cluster at {address}")
-        auth = ray_head.auth_for_existing_cluster()
+        auth = ray_head.auth_for_existing_cluster(settings.home)
         state.ray_address = address
         state.started["ray"] = False
     else:
@@ -183,9 +191,10 @@ def _ray(
 
 
 def serve_config() -> dict[str, Any]:
-    if not SERVE_CONFIG.exists():
-        raise FileNotFoundError(f"Serve config not found at {SERVE_CONFIG}")
-    data: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
+    """The control plane's Ray Serve config, as shipped in the package."""
+    data: dict[str, Any] = yaml.safe_load(
+        files("aegis_ray.node").joinpath(SERVE_CONFIG).read_text()
+    )
     return data
 
 
@@ -203,7 +212,7 @@ def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
 
 
 def deploy_control_plane(settings: Settings, state: UpState) -> None:
-    """Deploy serve/aegis.yaml's application with this node's addresses filled in."""
+    """Deploy the packaged Serve config's application with this node's addresses filled in."""
     import logging
 
     from ray import serve
@@ -258,9 +267,7 @@ def _register_tokens(settings: Settings, database_url: str, join_secret: str | N
         import secrets
 
         secret = "aegis_" + secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret)
+        write_private(path, secret, replace=False)
 
     async def register() -> None:
         pool = await connect(database_url)
@@ -361,17 +368,14 @@ def join_edge(
         return existing
     api_url = str(node.spec.runtime.orchestrator_url).rstrip("/")
     say(f"registering {node_id} with {api_url}")
-    joined = _register(api_url, join_token, node)
+    joined = _register(api_url, join_token, node, wait_s=settings.register_wait_s)
     ray_info = joined["ray"]
     auth = ray_head.RayAuth("disabled")
     if ray_info.get("auth_mode") == "token":
         if not ray_info.get("token"):
             raise JoinRefused("the orchestrator runs Ray in token mode but handed out no token")
         token_path = settings.home / "nodes" / node_id / "ray_auth_token"
-        token_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(ray_info["token"])
+        write_private(token_path, ray_info["token"])
         auth = ray_head.RayAuth("token", str(token_path))
     say(f"Ray worker node joining {ray_info['address']}")
     session = ray_head.start_worker(
@@ -386,13 +390,10 @@ def join_edge(
     return state
 
 
-# An edge may start before its orchestrator answers (`ray up` launches both at once).
-REGISTER_WAIT_S = float(os.environ.get("AEGIS_REGISTER_WAIT_S", "300"))
-
-
-def _register(api_url: str, join_token: str, node: NodeConfig) -> dict[str, Any]:
-    """Register with the orchestrator, waiting up to REGISTER_WAIT_S while it is unreachable
-    or unavailable (5xx); a refusal (4xx) is final."""
+def _register(api_url: str, join_token: str, node: NodeConfig, *, wait_s: float) -> dict[str, Any]:
+    """Register with the orchestrator, waiting up to `wait_s` while it is unreachable or
+    unavailable (5xx; `ray up` starts edges and their orchestrator at once); a refusal (4xx)
+    is final."""
     import socket
 
     body = {
@@ -400,7 +401,7 @@ def _register(api_url: str, join_token: str, node: NodeConfig) -> dict[str, Any]
         "address": socket.gethostname(),
         "version": aegis_ray.__version__,
     }
-    deadline = time.monotonic() + REGISTER_WAIT_S
+    deadline = time.monotonic() + wait_s
     while True:
         try:
             r = httpx.post(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +27,13 @@ from aegis_ray.core.naming import pg_name, workflow_id
 from aegis_ray.core.placement.fit import EXECUTING_ROLES
 from aegis_ray.core.ray_mapping import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
 from aegis_ray.node_agent.actor import ensure_node_agent
+from aegis_ray.settings import Settings
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
 ORPHAN_CHECK_EVERY = 6  # heartbeat rounds
 # How long a row may sit unchanged before its workflow is checked (tests shorten it).
-ORPHAN_GRACE = timedelta(seconds=float(os.environ.get("AEGIS_ORPHAN_GRACE_S", "60")))
+ORPHAN_GRACE = timedelta(seconds=Settings().orphan_grace_s)
 ACTIVE = [
     ExecutionState.PENDING,
     ExecutionState.SCHEDULED,

@@ -1,4 +1,5 @@
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -42,13 +43,19 @@ ORCH: dict[str, Any] = {
             "region": "us-west-2",
             "tags": ["primary"],
         },
-        "llm_providers": [{"name": "local", "type": "ollama", "endpoint": "http://llm:11434"}],
-        "storage": {"backend": "seaweedfs", "filer_url": "http://seaweedfs:8888"},
-        "database": {"url": "postgresql://aegis@db/aegis"},
-        "temporal": {"address": "temporal:7233"},
-        "secrets": {"backend": "openbao", "address": "http://openbao:8200"},
         "api": {"bind": "0.0.0.0", "rest_port": 8080, "grpc_port": 50051},
     },
+}
+# The external services an orchestrator can use today (an edge uses none).
+SERVICES: dict[str, Any] = {
+    "database": {"url": "postgresql://aegis@db/aegis"},
+    "temporal": {"address": "temporal:7233"},
+}
+# Sections the deployment document shows that no code reads yet: refused until wired.
+NOT_WIRED: dict[str, Any] = {
+    "llm_providers": [{"name": "local", "type": "ollama", "endpoint": "http://llm:11434"}],
+    "storage": {"backend": "seaweedfs", "filer_url": "http://seaweedfs:8888"},
+    "secrets": {"backend": "openbao", "address": "http://openbao:8200"},
 }
 
 
@@ -65,7 +72,8 @@ def error_of(doc: dict[str, Any] | str) -> ManifestError:
 
 
 def test_documented_edge_example_parses() -> None:
-    cfg = parse_node_config(EDGE_YAML)
+    # Without nfs_server_host, which is refused until NFS volume mounts exist (test below).
+    cfg = parse_node_config(EDGE_YAML.replace('    nfs_server_host: "127.0.0.1"\n', ""))
     node = cfg.spec.node
     assert node.type is NodeType.EDGE
     assert node.tags == ["gpu", "large-memory"]
@@ -79,13 +87,73 @@ def test_documented_edge_example_parses() -> None:
     assert cfg.spec.runtime.max_containers == 32
 
 
+def test_documented_edge_example_is_refused_only_for_nfs_server_host() -> None:
+    err = error_of(EDGE_YAML)
+    assert [p.path for p in err.problems] == ["spec.runtime.nfs_server_host"]
+    assert "node.yaml: spec.runtime.nfs_server_host: not wired yet" in str(err)
+
+
 def test_orchestrator_with_services_parses() -> None:
-    cfg = parse_node_config(ORCH)
+    doc = copy.deepcopy(ORCH)
+    doc["spec"] |= SERVICES
+    cfg = parse_node_config(doc)
     assert cfg.spec.node.type == "orchestrator"
     assert cfg.spec.node.resources is None
     assert cfg.spec.temporal is not None and cfg.spec.temporal.task_queue == "aegis-executions"
-    assert cfg.spec.secrets is not None and cfg.spec.secrets.mount == "secret"
+    assert cfg.spec.database is not None and cfg.spec.database.url == "postgresql://aegis@db/aegis"
     assert parse_node_config(cfg.to_document()) == cfg
+
+
+@pytest.mark.parametrize("section", sorted(NOT_WIRED))
+def test_sections_nothing_reads_yet_are_refused_naming_file_and_key(section: str) -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"][section] = NOT_WIRED[section]
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == [f"spec.{section}"]
+    assert str(err).startswith(f"node.yaml: spec.{section}: not wired yet: ")
+    assert str(err).endswith("; remove it")
+
+
+def test_every_unwired_key_is_reported_at_once() -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"] |= NOT_WIRED | {"runtime": {"nfs_server_host": "127.0.0.1"}}
+    paths = [p.path for p in error_of(doc).problems]
+    assert paths == [
+        "spec.llm_providers",
+        "spec.storage",
+        "spec.secrets",
+        "spec.runtime.nfs_server_host",
+    ]
+
+
+def test_an_empty_llm_providers_list_configures_nothing_and_is_accepted() -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["llm_providers"] = []
+    assert parse_node_config(doc).spec.llm_providers == []
+
+
+def test_an_edge_refuses_database_and_temporal_it_would_never_use() -> None:
+    doc = node_doc(type="edge", resources={"cpu_cores": 2, "memory_gb": 4})
+    doc["spec"] |= SERVICES | {"runtime": {"orchestrator_url": "http://orch:8080"}}
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == ["spec.database", "spec.temporal"]
+    assert "an edge node runs no control plane" in str(err)
+
+
+def test_a_password_in_the_database_url_is_refused_and_not_echoed() -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["database"] = {"url": "postgresql://aegis:hunter2@db:5432/aegis"}
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == ["spec.database.url"]
+    assert "AEGIS_DATABASE_PASSWORD_FILE" in str(err)
+    assert "hunter2" not in str(err) and "hunter2" not in json.dumps(err.to_dict())
+
+
+def test_temporal_address_may_be_bracketed_ipv6() -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["temporal"] = {"address": "[::1]:7233", "namespace": "aegis"}
+    cfg = parse_node_config(doc)
+    assert cfg.spec.temporal is not None and cfg.spec.temporal.address == "[::1]:7233"
 
 
 @pytest.mark.parametrize(
@@ -168,6 +236,9 @@ def test_bad_node_section_names_the_key(node: dict[str, Any], path: str, fragmen
         ("runtime", {"max_containers": 5000}, "spec.runtime.max_containers", "at most 1000"),
         ("database", {"url": "x", "pool": 3}, "spec.database.pool", "unknown key (accepted: url)"),
         ("cluster", {}, "spec.cluster", "unknown key (accepted: node, runtime, llm_providers"),
+        ("database", {"url": "mysql://db/aegis"}, "spec.database.url", "not a PostgreSQL URL"),
+        ("temporal", {"address": "temporal"}, "spec.temporal.address", "HOST:PORT"),
+        ("temporal", {"address": "http://t:7233"}, "spec.temporal.address", "HOST:PORT"),
     ],
 )
 def test_service_sections_are_strict(section: str, value: Any, path: str, fragment: str) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from aegis_ray.adapters.files import write_private
 from aegis_ray.adapters.process import log_tail, pid_alive, port_in_use
 
 SYSTEM_USER = "aegis-postgres"
@@ -91,10 +92,7 @@ class EmbeddedPostgres:
         """The superuser's password, made once: the server trusts no local user without it."""
         if self.password_path.exists():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.password_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24))
+        write_private(self.password_path, secrets.token_urlsafe(24), replace=False)
 
     # -- state -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from aegis_ray.adapters.files import write_private
 from aegis_ray.core.ray_mapping import RayStartArgs
 
 CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
@@ -46,36 +47,32 @@ class RayAuth:
 def new_token_auth(token_path: Path) -> RayAuth:
     """Token mode with a token of our own under AEGIS_HOME (created once)."""
     if not token_path.exists():
-        token_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+        write_private(token_path, secrets.token_hex(32), replace=False)
     return RayAuth("token", str(token_path))
 
 
-def auth_for_existing_cluster() -> RayAuth:
-    """Guess how a hand-started head authenticates, the way Ray itself decides."""
+def auth_for_existing_cluster(home: Path) -> RayAuth:
+    """Guess how a hand-started head authenticates, the way Ray itself decides.
+
+    A token given as RAY_AUTH_TOKEN is kept in a private file under `home` (AEGIS_HOME)."""
     mode = os.environ.get("RAY_AUTH_MODE")
     if mode:
         path = os.environ.get("RAY_AUTH_TOKEN_PATH")
         if mode.lower() == "token" and not path:
-            path = _token_file_from_env() or str(USER_TOKEN_FILE)
+            path = _token_file_from_env(home) or str(USER_TOKEN_FILE)
         return RayAuth(mode.lower(), path)
     if USER_TOKEN_FILE.exists():
         return RayAuth("token", str(USER_TOKEN_FILE))
     return RayAuth("disabled")
 
 
-def _token_file_from_env() -> str | None:
+def _token_file_from_env(home: Path) -> str | None:
     """A token given as RAY_AUTH_TOKEN, kept in a private file (RayAuth passes paths only)."""
     token = os.environ.get("RAY_AUTH_TOKEN")
     if not token:
         return None
-    path = Path.home() / ".aegis" / "ray_auth_token.attached"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
+    path = home / "ray_auth_token.attached"
+    write_private(path, token)
     return str(path)
 
 

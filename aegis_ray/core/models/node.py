@@ -180,6 +180,58 @@ class NodeSpec(StrictModel):
             raise field_errors(problems)
         return self
 
+    @model_validator(mode="after")
+    def _only_used_keys(self) -> NodeSpec:
+        # Runs after _role_needs, whose problems are reported first (and alone).
+        if problems := _service_problems(self):
+            raise field_errors(problems)
+        return self
+
+
+# Keys the schema accepts (the deployment document has them) that no code reads yet. Config that
+# is accepted is used, so each is refused, with why, until its step wires it.
+NOT_WIRED_YET = {
+    "llm_providers": "not wired yet: aegis-ray passes no LLM providers to agents",
+    "storage": "not wired yet: execution storage (SeaweedFS) arrives with its own step",
+    "secrets": "not wired yet: secrets (OpenBao) arrive with their own step",
+    "runtime.nfs_server_host": "not wired yet: NFS volume mounts are a later step",
+}
+HEAD_ONLY = ("database", "temporal")  # read by the control plane, which edges do not run
+_HOST_PORT = re.compile(r"(\[[^]]+\]|[^:/\s]+):\d{1,5}")
+
+
+def _dig(model: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        model = getattr(model, key)
+    return model
+
+
+def _service_problems(spec: NodeSpec) -> list[tuple[str, str, Any]]:
+    """Keys no code reads, and the service sections' own rules (see NodeSpec._only_used_keys)."""
+    problems: list[tuple[str, str, Any]] = [
+        (key, f"{why}; remove it", None)
+        for key, why in NOT_WIRED_YET.items()
+        if _dig(spec, key) not in (None, [])
+    ]
+    if spec.node.type == NodeType.EDGE:
+        why = "an edge node runs no control plane, so it uses none (orchestrator and hybrid do)"
+        problems += [(k, f"{why}; remove it", None) for k in HEAD_ONLY if _dig(spec, k) is not None]
+    if spec.database is not None:
+        url = urlsplit(spec.database.url)
+        if url.scheme not in ("postgresql", "postgres"):
+            why = "not a PostgreSQL URL like postgresql://aegis@db.internal:5432/aegis"
+            problems.append(("database.url", why, spec.database.url))
+        elif url.password is not None:
+            why = (
+                "holds a password; a NodeConfig is copied from machine to machine, so give the "
+                "password in AEGIS_DATABASE_PASSWORD or AEGIS_DATABASE_PASSWORD_FILE (mode 0600)"
+            )
+            problems.append(("database.url", why, None))  # not echoed back
+    if spec.temporal is not None and not _HOST_PORT.fullmatch(spec.temporal.address):
+        why = "not a Temporal frontend address HOST:PORT like temporal.internal:7233"
+        problems.append(("temporal.address", why, spec.temporal.address))
+    return problems
+
 
 class NodeMetadata(StrictModel):
     name: DnsLabel

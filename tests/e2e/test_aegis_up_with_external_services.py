@@ -1,0 +1,162 @@
+"""`aegis up --config` with a NodeConfig naming an external PostgreSQL (spec.database) and an
+external Temporal (spec.temporal): nothing embedded is started, and an execution's row and
+workflow land in those services.
+
+The "external" services are a second embedded PostgreSQL and a second Temporal dev server,
+started by the test on ports of their own (29xxx). Runs before the session's main stack (files
+run in name order), so only one Ray cluster is up at a time on this small machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.process import port_in_use
+from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, temporal_cli
+from aegis_ray.node.stack import UpState
+from tests.e2e.conftest import REPO, Stack
+
+pytestmark = pytest.mark.e2e
+EXTERNAL_PG_PORT, EXTERNAL_TEMPORAL_PORT, EXTERNAL_TEMPORAL_UI_PORT = 29432, 29233, 29234
+NAMESPACE, TASK_QUEUE = "aegis-ext", "aegis-ext-queue"
+# Where the embedded services would listen: nothing may answer there.
+EMBEDDED_PORTS = {
+    "AEGIS_POSTGRES_PORT": "29433",
+    "AEGIS_TEMPORAL_PORT": "29235",
+    "AEGIS_TEMPORAL_UI_PORT": "29236",
+}
+PORTS = EMBEDDED_PORTS | {
+    "AEGIS_API_PORT": "29080",
+    "AEGIS_GRPC_PORT": "29051",
+    "AEGIS_RAY_PORT": "29379",
+    "AEGIS_RAY_DASHBOARD_PORT": "29265",
+}
+
+
+@dataclass
+class External:
+    stack: Stack
+    postgres: EmbeddedPostgres
+    temporal: TemporalDevServer
+    config: Path
+
+
+NODE_CONFIG = f"""\
+apiVersion: 100monkeys.ai/v1
+kind: NodeConfig
+metadata:
+  name: hybrid-external
+spec:
+  node:
+    id: hybrid-external
+    type: hybrid
+    tags: [local]
+    resources: {{cpu_cores: 2, memory_gb: 2, disk_gb: 1}}
+  database:
+    url: postgresql://postgres@127.0.0.1:{EXTERNAL_PG_PORT}/aegis_ext
+  temporal:
+    address: 127.0.0.1:{EXTERNAL_TEMPORAL_PORT}
+    namespace: {NAMESPACE}
+    task_queue: {TASK_QUEUE}
+"""
+
+
+@pytest.fixture(scope="module")
+def external() -> Iterator[External]:
+    root = Path(tempfile.mkdtemp(prefix="aegis-external-"))
+    postgres = EmbeddedPostgres(root / "ext-pg", port=EXTERNAL_PG_PORT, database="aegis_ext")
+    temporal = TemporalDevServer(
+        root / "ext-temporal",
+        port=EXTERNAL_TEMPORAL_PORT,
+        ui_port=EXTERNAL_TEMPORAL_UI_PORT,
+        namespace=NAMESPACE,
+    )
+    home = root / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
+    env |= PORTS | {
+        "AEGIS_HOME": str(home),
+        "AEGIS_RAY_ATTACH": "false",
+        # The password travels in a private file, never in the NodeConfig or on a command line.
+        "AEGIS_DATABASE_PASSWORD_FILE": str(postgres.password_path),
+        "COLUMNS": "200",
+    }
+    api_url = f"http://127.0.0.1:{PORTS['AEGIS_API_PORT']}"
+    stack = Stack(home=home, env=env, api_url=api_url, token="")
+    config = root / "node.yaml"
+    config.write_text(NODE_CONFIG)
+    try:
+        postgres.start()
+        temporal.start()
+        yield External(stack, postgres, temporal, config)
+    finally:
+        stack.aegis("down", timeout=300)
+        temporal.stop()
+        postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_aegis_up_uses_the_external_services_of_its_node_config(external: External) -> None:
+    stack = external.stack
+    up = stack.aegis("up", "--config", str(external.config), timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = UpState.load(stack.home / "up.json")
+    assert state is not None and state.started == {"ray": True}
+    assert state.temporal_address == external.temporal.address
+    assert state.database_url == external.postgres.dsn  # its password read from the 0600 file
+    # Nothing embedded: no data folders, nothing on the embedded services' ports.
+    assert not (stack.home / "postgres").exists() and not (stack.home / "temporal").exists()
+    assert not [p for p in EMBEDDED_PORTS.values() if port_in_use("127.0.0.1", int(p))]
+    stack.token = (stack.home / "admin.token").read_text().strip()
+
+    client = stack.client()
+    eid = client.submit((REPO / "examples" / "hello-agent.yaml").read_text(), source="hello")["id"]
+    deadline = time.monotonic() + 120
+    while (rec := client.get(eid))["state"] not in ("SUCCEEDED", "FAILED"):
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.5)
+    assert rec["state"] == "SUCCEEDED", rec
+
+    row = asyncio.run(_execution_row(external.postgres.dsn, eid))
+    assert row is not None and row["state"] == "SUCCEEDED"
+    workflows = _workflows(external.temporal.address)
+    assert [w["taskQueue"] for w in workflows if eid in w["execution"]["workflowId"]] == [
+        TASK_QUEUE
+    ]
+
+    down = stack.aegis("down", timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.split("stopped:")[1].split() == ["ray"]
+    assert external.postgres.is_running() and external.temporal.is_running()
+
+
+async def _execution_row(dsn: str, eid: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchrow("SELECT state FROM executions WHERE id = $1::uuid", eid)
+    finally:
+        await conn.close()
+
+
+def _workflows(address: str) -> list[dict]:
+    done = subprocess.run(
+        [
+            temporal_cli(), "workflow", "list", "--namespace", NAMESPACE, "--address", address,
+            "--disable-config-env", "--disable-config-file", "--output", "json",
+        ],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    items: list[dict] = json.loads(done.stdout or "[]")
+    return items
