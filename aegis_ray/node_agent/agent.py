@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from docker.errors import NotFound
 
-from aegis_ray.adapters.docker.container import ContainerSpec, LogLine
+from aegis_ray.adapters.docker.container import ContainerSpec, LaunchError, LogLine
 from aegis_ray.adapters.docker.logs import (
     LineAssembler,
     frames,
@@ -141,6 +141,8 @@ class NodeAgent:
         self._pool = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="aegis-docker")
         self._supervised: dict[Key, _Supervised] = {}
         self._starting: dict[Key, asyncio.Lock] = {}
+        # Images seen present: an IfNotPresent launch skips asking the engine again.
+        self._images: set[str] = set()
         # Why recently removed containers went, for a caller that asks after the fact.
         self._removed: OrderedDict[Key, str] = OrderedDict()
 
@@ -166,9 +168,16 @@ class NodeAgent:
                 if existing is not None:
                     self._supervise(existing)
                     return existing.container_id
-                await self._call(self.runtime.ensure_image, spec)
+                if spec.pull_policy != "IfNotPresent" or spec.image not in self._images:
+                    await self._call(self.runtime.ensure_image, spec)
+                    self._images.add(spec.image)
                 started_at = time.time()
-                container_id = await self._call(self.runtime.start, spec)
+                try:
+                    container_id = await self._call(self.runtime.start, spec)
+                except LaunchError as err:
+                    if err.code == "image_not_found":  # removed from the engine since
+                        self._images.discard(spec.image)
+                    raise
                 self._supervise(
                     Managed(
                         container_id=container_id,

@@ -95,6 +95,8 @@ class ExecutionActivities:
     def __init__(self, store: ExecutionStore, nodes: NodeStore) -> None:
         self.store = store
         self.nodes = nodes
+        # Node agent handles by node: looking one up is a round trip to Ray's GCS.
+        self._agents: dict[str, Any] = {}
 
     async def _load(self, execution_id: str) -> tuple[ExecutionRecord, AgentManifest]:
         rec = await self.store.get(execution_id, tenant_id=None)
@@ -230,19 +232,25 @@ class ExecutionActivities:
         eid, attempt = str(rec.id), rec.attempt
         agent = await self._agent(placed)
         state = rec.state if rec.state != S.PENDING else S.SCHEDULED
-        if state == S.SCHEDULED:
-            await self.store.transition(
-                eid,
-                to=S.STARTING,
-                expected=[S.SCHEDULED],
-                attempt=attempt,
-                node_id=placed.node_id,
-                message="starting container",
-            )
         if state in (S.SCHEDULED, S.STARTING):
             spec = container_spec(manifest, eid, attempt, placement_group_id=placed.group.id.hex())
+            # STARTING is recorded while the agent already creates the container.
+            launch = asyncio.ensure_future(self._call(placed, agent, "start", spec))
+            if state == S.SCHEDULED:
+                try:
+                    await self.store.transition(
+                        eid,
+                        to=S.STARTING,
+                        expected=[S.SCHEDULED],
+                        attempt=attempt,
+                        node_id=placed.node_id,
+                        message="starting container",
+                    )
+                except BaseException:
+                    launch.cancel()
+                    raise
             try:
-                container_id = await self._call(placed, agent, "start", spec)
+                container_id = await launch
             except LaunchError as err:
                 # Ray re-raises the actor's exception wrapped; the original is its cause.
                 cause = getattr(err, "cause", None) or err
@@ -315,11 +323,15 @@ class ExecutionActivities:
                 log.warning("removing the container of %s/%d failed: %s", eid, attempt, err)
         await asyncio.to_thread(groups.remove, placed.group)
 
-    async def _agent(self, placed: Placed) -> Any:
-        ray_node_id = placed.ray_node_id if placed.implicit_head else None
-        return await asyncio.to_thread(
-            ensure_node_agent, placed.node_id, ray_node_id=ray_node_id
-        )
+    async def _agent(self, placed: Placed, *, fresh: bool = False) -> Any:
+        agent = None if fresh else self._agents.get(placed.node_id)
+        if agent is None:
+            ray_node_id = placed.ray_node_id if placed.implicit_head else None
+            agent = await asyncio.to_thread(
+                ensure_node_agent, placed.node_id, ray_node_id=ray_node_id
+            )
+            self._agents[placed.node_id] = agent
+        return agent
 
     async def _call(self, placed: Placed, agent: Any, method: str, *args: Any) -> Any:
         """Call the node agent, riding out its restarts; AttemptLost if the node is gone."""
@@ -333,7 +345,7 @@ class ExecutionActivities:
                 log.info("node agent on %s unavailable (%s); retrying", placed.node_id, err)
             activity.heartbeat()
             await asyncio.sleep(1.0)
-            agent = await self._agent(placed)
+            agent = await self._agent(placed, fresh=True)
 
     # -- the end --------------------------------------------------------------------------
 
