@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aegis_ray.core.naming import TASK_QUEUE
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AEGIS_", extra="ignore")
@@ -43,7 +45,7 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_namespace: str = "default"
-    task_queue: str = "aegis-executions"
+    task_queue: str = TASK_QUEUE
     # Where CLI commands send their requests; defaults to http://api_host:api_port.
     api_url: str | None = None
     api_token: str | None = None

@@ -14,37 +14,42 @@ import argparse
 import random
 import time
 
+from aegis_ray.core.models.node import EXECUTING_ROLES, NodeStatus, NodeType
+from aegis_ray.core.models.quantity import GiB as GIB
 from aegis_ray.core.placement.demand import Demand
-from aegis_ray.core.placement.fit import Capacity, NodeFacts, plan
+from aegis_ray.core.placement.dimensions import Resources
+from aegis_ray.core.placement.fit import NodeFacts, plan
 
-GIB = 2**30
 TAGS = ["gpu", "large-memory", "ssd", "us-west-2", "arm64", "pci"]
+ROLES = [NodeType.EDGE, NodeType.HYBRID, NodeType.ORCHESTRATOR]
+STATUSES = [NodeStatus.READY, NodeStatus.DRAINING, NodeStatus.DOWN]
 
 
 def simulated_nodes(n: int, rng: random.Random) -> list[NodeFacts]:
     nodes = []
     for i in range(n):
-        role = rng.choices(["edge", "hybrid", "orchestrator"], [85, 10, 5])[0]
+        role = rng.choices(ROLES, [85, 10, 5])[0]
         cpu, mem, gpu = rng.choice([(4, 16, 0), (16, 64, 0), (32, 128, 1), (64, 512, 8)])
-        total = Capacity(cpu * 1000, mem * GIB, 500 * GIB, gpu, 32 if role != "orchestrator" else 0)
+        slots = 32 if role in EXECUTING_ROLES else 0
+        total = Resources(cpu * 1000, mem * GIB, 500 * GIB, gpu, slots)
         used = rng.random()
-        free = Capacity(
+        free = Resources(
             int(total.cpu_millis * (1 - used)),
             int(total.memory_bytes * (1 - used)),
             total.disk_bytes // 2,
             gpu if used < 0.5 else 0,
             int(total.slots * (1 - used)),
         )
-        status = rng.choices(["ready", "draining", "down"], [90, 5, 5])[0]
+        status = rng.choices(STATUSES, [90, 5, 5])[0]
         tags = frozenset(rng.sample(TAGS, rng.randint(0, 3)))
         nodes.append(NodeFacts(f"node-{i}", role, status, tags, total, free))
     return nodes
 
 
 DEMANDS = {
-    "small, no tags": Demand(500, 512 * 2**20, GIB, 0, ()),
-    "gpu-tagged": Demand(4000, 16 * GIB, 10 * GIB, 1, ("gpu",)),
-    "fits nowhere": Demand(128_000, 2048 * GIB, GIB, 0, ("gpu", "arm64")),
+    "small, no tags": Demand(Resources(500, 512 * 2**20, GIB, 0, slots=1), ()),
+    "gpu-tagged": Demand(Resources(4000, 16 * GIB, 10 * GIB, 1, slots=1), ("gpu",)),
+    "fits nowhere": Demand(Resources(128_000, 2048 * GIB, GIB, 0, slots=1), ("gpu", "arm64")),
 }
 
 

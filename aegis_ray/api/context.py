@@ -16,6 +16,7 @@ from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.postgres.tokens import TokenStore
+from aegis_ray.core.naming import TASK_QUEUE
 
 
 class TemporalUnavailable(RuntimeError):
@@ -29,7 +30,7 @@ class ControlPlaneConfig:
     database_url: str
     temporal_address: str
     temporal_namespace: str = "default"
-    task_queue: str = "aegis-executions"
+    task_queue: str = TASK_QUEUE
     implicit_head: bool = False
     # Handed to nodes that join with a valid join token, so that their raylet can authenticate.
     ray_auth_mode: str = "disabled"

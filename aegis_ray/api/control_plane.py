@@ -28,10 +28,11 @@ from aegis_ray.core.interleave import Interleaver
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
 from aegis_ray.core.models.loading import parse_agent
-from aegis_ray.core.models.node import NodeSection
+from aegis_ray.core.models.node import NodeSection, NodeStatus, NodeType
 from aegis_ray.core.naming import WORKFLOW_NAME, workflow_id
 from aegis_ray.core.placement.demand import demand_of
-from aegis_ray.core.placement.fit import Capacity, NodeFacts, PlanResult, plan
+from aegis_ray.core.placement.dimensions import Resources
+from aegis_ray.core.placement.fit import NodeFacts, PlanResult, plan
 
 # Watchers are woken by PostgreSQL notifications; this is only the backstop for a lost one.
 FOLLOW_FALLBACK_S = 5.0
@@ -94,14 +95,8 @@ def plan_body(result: PlanResult) -> dict[str, Any]:
 
 
 def node_dict(n: NodeFacts, record: Any = None) -> dict[str, Any]:
-    def cap(c: Capacity) -> dict[str, Any]:
-        return {
-            "cpu_millis": c.cpu_millis,
-            "memory_bytes": c.memory_bytes,
-            "disk_bytes": c.disk_bytes,
-            "gpu": c.gpu,
-            "slots": c.slots,
-        }
+    def cap(c: Resources) -> dict[str, Any]:
+        return c._asdict()
 
     out: dict[str, Any] = {
         "node_id": n.node_id,
@@ -401,7 +396,8 @@ class ControlPlane:
         resources = n.resources.model_dump() if n.resources else {}
         store = await self.conns.nodes()
         existing = await store.get(n.id)
-        status = existing.status if existing and existing.status == "draining" else "ready"
+        drained = existing is not None and existing.status == NodeStatus.DRAINING
+        status = NodeStatus.DRAINING if drained else NodeStatus.READY
         record = await store.upsert(
             {
                 "id": n.id,
@@ -455,7 +451,7 @@ class ControlPlane:
             counts[n.status] = counts.get(n.status, 0) + 1
         return {
             "nodes": counts,
-            "orchestrators": sum(1 for n in view.nodes if n.role == "orchestrator"),
+            "orchestrators": sum(1 for n in view.nodes if n.role == NodeType.ORCHESTRATOR),
             "implicit_head": view.implicit_head,
             "version": __version__,
         }

@@ -33,6 +33,7 @@ from aegis_ray.api.control_plane import (
 from aegis_ray.api.errors import GRPC_ERROR_METADATA, ApiProblem, as_problem
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.loading import problems_of
+from aegis_ray.core.models.node import NodeStatus
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
 from aegis_ray.rpc.convert import health_message, to_dict, to_message
@@ -202,10 +203,10 @@ class GrpcMethods:
     ListNodes = _unary(USERS, nd.ListNodesResponse, lambda p, who, r: p.list_nodes())
     GetNode = _unary(USERS, nd.Node, lambda p, who, r: p.get_node(r.node_id))
     DrainNode = _unary(
-        ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, "draining")
+        ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, NodeStatus.DRAINING)
     )
     UndrainNode = _unary(
-        ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, "ready")
+        ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, NodeStatus.READY)
     )
 
     # ClusterService

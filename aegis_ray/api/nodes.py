@@ -8,6 +8,7 @@ from fastapi import Body, FastAPI
 
 from aegis_ray.api.control_plane import NodeIdentity, TokenRequest
 from aegis_ray.api.deps import AdminDep, CallerDep, JoinerDep, NodeDep, PlaneDep
+from aegis_ray.core.models.node import NodeStatus
 
 
 def install_node_routes(app: FastAPI) -> None:
@@ -33,11 +34,11 @@ def install_node_routes(app: FastAPI) -> None:
 
     @app.post("/v1/nodes/{node_id}/drain", tags=["nodes"])
     async def drain(node_id: str, who: AdminDep, p: PlaneDep) -> dict[str, Any]:
-        return await p.set_node_status(node_id, "draining")
+        return await p.set_node_status(node_id, NodeStatus.DRAINING)
 
     @app.post("/v1/nodes/{node_id}/undrain", tags=["nodes"])
     async def undrain(node_id: str, who: AdminDep, p: PlaneDep) -> dict[str, Any]:
-        return await p.set_node_status(node_id, "ready")
+        return await p.set_node_status(node_id, NodeStatus.READY)
 
     @app.get("/v1/cluster/status", tags=["nodes"])
     async def cluster_status(who: CallerDep, p: PlaneDep) -> dict[str, Any]:

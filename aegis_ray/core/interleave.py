@@ -12,12 +12,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-
-class Row(Protocol):
-    id: int
-    ts: datetime
+from aegis_ray.core.models.execution import ExecutionState
 
 
 @dataclass
@@ -33,7 +30,7 @@ class Interleaver:
         running = self.running
         for e in events:
             if e.kind == "state" and e.to_state:
-                if e.to_state == "RUNNING":
+                if e.to_state == ExecutionState.RUNNING:
                     running = e.attempt
                 elif running is not None:
                     return True
@@ -44,7 +41,7 @@ class Interleaver:
         for e in events:
             if e.kind != "state" or not e.to_state:
                 continue
-            if e.to_state == "RUNNING":
+            if e.to_state == ExecutionState.RUNNING:
                 self.running = e.attempt
                 self.opened[e.attempt] = e.ts
             elif self.running is not None:

@@ -1,7 +1,8 @@
-"""The Ray resource and label names aegis uses, and the mapping NodeConfig -> `ray start` args.
+"""The mapping NodeConfig -> `ray start` arguments: a node's Ray resources and labels.
 
-This module is the one place these names are spelled. Resources carry capacities and tags that
-must match (Ray consumes them); labels carry descriptive metadata (ray-facts.md).
+Resources carry capacities and tags that must match (Ray consumes them); labels carry descriptive
+metadata (ray-facts.md). The names are spelled in `naming`, the resource dimensions in
+`placement.dimensions` (which NodeConfig field each is read from, and in which Ray unit).
 
 | NodeConfig               | orchestrator               | edge                | hybrid     |
 |--------------------------|----------------------------|---------------------|------------|
@@ -24,25 +25,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from aegis_ray.core.models.node import NodeConfig
-
-EXECUTOR = "aegis/executor"
-ORCHESTRATOR = "aegis/orchestrator"
-DISK = "aegis/disk_gb"
-TAG_PREFIX = "aegis/tag/"
-# What a bundle asks of each required tag; a node has 1 of each of its tags, so at most
-# 1 / TAG_AMOUNT = 1000 tagged executions fit on a node at once (max_containers is capped there).
-TAG_AMOUNT = 0.001
-
-LABEL_NODE_ID = "aegis/node-id"
-LABEL_ROLE = "aegis/role"
-LABEL_REGION = "aegis/region"
-
-GIB = 2**30
-
-def tag_resource(tag: str) -> str:
-    """The Ray resource name that stands for a node tag."""
-    return TAG_PREFIX + tag
+from aegis_ray.core.models.node import EXECUTING_ROLES, ORCHESTRATING_ROLES, NodeConfig
+from aegis_ray.core.naming import (
+    CPU,
+    GPU,
+    LABEL_NODE_ID,
+    LABEL_REGION,
+    LABEL_ROLE,
+    MEMORY,
+    ORCHESTRATOR,
+    tag_resource,
+)
+from aegis_ray.core.placement.dimensions import Resources
 
 
 @dataclass(frozen=True)
@@ -72,28 +66,25 @@ class RayStartArgs:
 def ray_start_args(cfg: NodeConfig) -> RayStartArgs:
     """Map a validated NodeConfig to Ray resources and labels (table in the module docstring)."""
     node = cfg.spec.node
-    role = str(node.type)
-    res = node.resources
-    executes = role in ("edge", "hybrid")
-    orchestrates = role in ("orchestrator", "hybrid")
+    executes = node.type in EXECUTING_ROLES
+
+    # Ray's own resources have their own flags; aegis's dimensions go in --resources.
+    offered = Resources.offered_by(cfg).to_ray()
+    num_cpus = int(offered.pop(CPU, 0))
+    num_gpus = int(offered.pop(GPU, 0))
+    memory = int(offered.pop(MEMORY, 0))
+    if not executes:
+        num_cpus = max(num_cpus, 1)  # see the module docstring: a control plane needs a CPU
 
     resources: dict[str, float] = {}
-    if orchestrates:
+    if node.type in ORCHESTRATING_ROLES:
         resources[ORCHESTRATOR] = 1.0
+    resources |= offered
     if executes:
-        resources[EXECUTOR] = float(cfg.spec.runtime.max_containers)
-        if res is not None and res.disk_gb > 0:
-            resources[DISK] = float(res.disk_gb)
         for tag in node.tags:
             resources[tag_resource(tag)] = 1.0
 
-    if res is None:
-        num_cpus, num_gpus, memory = 1, 0, 0
-    else:
-        num_cpus = res.cpu_cores if executes else max(res.cpu_cores, 1)
-        num_gpus, memory = res.gpu, res.memory_gb * GIB
-
-    labels = {LABEL_NODE_ID: node.id, LABEL_ROLE: role, LABEL_REGION: node.region}
+    labels = {LABEL_NODE_ID: node.id, LABEL_ROLE: str(node.type), LABEL_REGION: node.region}
     return RayStartArgs(
         num_cpus=num_cpus,
         num_gpus=num_gpus,

@@ -1,11 +1,8 @@
 """The node registry's view merged with Ray's live node table (pure).
 
 Ray knows which nodes are alive and what they have free; the registry (PostgreSQL) knows what
-operators said about them: draining, and when a node was last seen. A node is:
-- ready     alive in Ray and not drained
-- draining  alive in Ray, drained by an operator: keeps its running work, gets nothing new
-- down      registered, but Ray has no live node for it (lost, or stopped)
-- gone      down for longer than GONE_AFTER_S; kept for history
+operators said about them: draining, and when a node was last seen. The statuses a node can have
+are `NodeStatus`'s; a registered node Ray no longer lists is gone after GONE_AFTER_S.
 """
 
 from __future__ import annotations
@@ -14,11 +11,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from aegis_ray.core.placement.fit import Capacity, NodeFacts
-from aegis_ray.core.ray_mapping import LABEL_NODE_ID
+from aegis_ray.core.models.node import NodeStatus, NodeType, role_of
+from aegis_ray.core.naming import LABEL_NODE_ID
+from aegis_ray.core.placement.dimensions import Resources
+from aegis_ray.core.placement.fit import NodeFacts
 
 GONE_AFTER_S = 600.0
-_EMPTY = Capacity(0, 0, 0, 0, 0)
+_NOT_ALIVE = frozenset({NodeStatus.DOWN, NodeStatus.GONE})
 
 
 def merge(live: list[NodeFacts], records: list[Any], *, now: datetime) -> list[NodeFacts]:
@@ -27,8 +26,9 @@ def merge(live: list[NodeFacts], records: list[Any], *, now: datetime) -> list[N
     out: list[NodeFacts] = []
     for fact in live:
         record = by_id.get(fact.node_id)
-        if fact.status != "down" and record is not None and record.status == "draining":
-            fact = replace(fact, status="draining")
+        drained = record is not None and record.status == NodeStatus.DRAINING
+        if fact.status != NodeStatus.DOWN and drained:
+            fact = replace(fact, status=NodeStatus.DRAINING)
         out.append(fact)
     listed = {f.node_id for f in out}
     for record in records:
@@ -39,11 +39,11 @@ def merge(live: list[NodeFacts], records: list[Any], *, now: datetime) -> list[N
         out.append(
             NodeFacts(
                 node_id=record.id,
-                role=record.type or "edge",
-                status="gone" if gone else "down",
+                role=role_of(record.type, NodeType.EDGE),
+                status=NodeStatus.GONE if gone else NodeStatus.DOWN,
                 tags=frozenset(record.tags or []),
-                total=_EMPTY,
-                free=_EMPTY,
+                total=Resources(),
+                free=Resources(),
             )
         )
     return _drop_stale_duplicates(out)
@@ -60,7 +60,7 @@ def _drop_stale_duplicates(facts: list[NodeFacts]) -> list[NodeFacts]:
 
 
 def _alive(f: NodeFacts) -> bool:
-    return f.status not in ("down", "gone")
+    return f.status not in _NOT_ALIVE
 
 
 def eligible_selector(node_ids: list[str]) -> dict[str, str]:

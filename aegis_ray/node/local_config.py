@@ -12,11 +12,11 @@ from pathlib import Path
 import psutil
 
 from aegis_ray.core.models.loading import parse_node_config
-from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.core.models.node import NodeConfig, NodeType
+from aegis_ray.core.models.quantity import GiB as GIB
 
 # Share of RAM declared for agent containers; the rest stays for Ray, PostgreSQL and Temporal.
 CONTAINER_MEMORY_SHARE = 0.8
-GIB = 2**30
 
 
 def node_id_from_hostname(hostname: str) -> str:
@@ -38,7 +38,7 @@ def default_node_config(home: Path, *, node_id: str | None = None) -> NodeConfig
         "spec": {
             "node": {
                 "id": node_id,
-                "type": "hybrid",
+                "type": NodeType.HYBRID,
                 "region": "local",
                 "tags": ["local"],
                 "resources": {

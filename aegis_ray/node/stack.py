@@ -143,7 +143,7 @@ def start_node_agent() -> None:
     import ray
 
     from aegis_ray.adapters.ray.cluster_state import cluster_view
-    from aegis_ray.core.placement.fit import EXECUTING_ROLES
+    from aegis_ray.core.models.node import EXECUTING_ROLES
     from aegis_ray.node_agent.actor import ensure_node_agent
 
     here = ray.get_runtime_context().get_node_id()

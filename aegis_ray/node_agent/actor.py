@@ -22,8 +22,7 @@ from ray.util.placement_group import PlacementGroup, placement_group_table
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from aegis_ray.adapters.docker.container import ContainerSpec
-from aegis_ray.core.naming import RAY_NAMESPACE, node_agent_name
-from aegis_ray.core.ray_mapping import LABEL_NODE_ID
+from aegis_ray.core.naming import LABEL_NODE_ID, RAY_NAMESPACE, node_agent_name
 from aegis_ray.node_agent.agent import Batch, ContainerInfo, NodeAgent
 
 log = logging.getLogger(__name__)

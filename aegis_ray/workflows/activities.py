@@ -31,9 +31,15 @@ from aegis_ray.adapters.postgres.records import ExecutionRecord
 from aegis_ray.adapters.ray import placement as groups
 from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
 from aegis_ray.core.models.agent import AgentManifest
-from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState, can_transition
+from aegis_ray.core.models.execution import (
+    ACTIVE_STATES,
+    PLACED_STATES,
+    TERMINAL_STATES,
+    ExecutionState,
+    can_transition,
+)
 from aegis_ray.core.models.loading import parse_agent
-from aegis_ray.core.naming import pg_name
+from aegis_ray.core.naming import placement_group_name
 from aegis_ray.core.placement.demand import Demand, bundle_of, demand_of
 from aegis_ray.core.placement.fit import plan
 from aegis_ray.node_agent.actor import ensure_node_agent
@@ -50,7 +56,6 @@ from aegis_ray.workflows.messages import (
 log = logging.getLogger(__name__)
 
 S = ExecutionState
-ACTIVE = (S.PENDING, S.SCHEDULED, S.STARTING, S.RUNNING)
 # While waiting for capacity, refresh the "why is it pending" text this often.
 REASON_REFRESH_S = 2.0
 # A bundle that no live node could ever hold fails after this long (nodes may be joining).
@@ -150,7 +155,7 @@ class ExecutionActivities:
         demand = demand_of(manifest)
         view = await live_cluster(self.nodes)
         bundle = view.bundle_for(bundle_of(demand))
-        base = pg_name(eid, attempt)
+        base = placement_group_name(eid, attempt)
         # Only ready nodes that could hold it, never a drained, down or unfit one; when that set
         # changes while we wait (a node drained, lost or joined), the group is made anew.
         eligible = _eligible(demand, view)
@@ -357,7 +362,7 @@ class ExecutionActivities:
             moved = await self.store.transition(
                 eid,
                 to=S.PENDING,
-                expected=[S.SCHEDULED, S.STARTING, S.RUNNING],
+                expected=list(PLACED_STATES),
                 attempt=attempt,
                 new_attempt=True,
                 reason=ended.reason,
@@ -384,7 +389,7 @@ class ExecutionActivities:
         moved = await self.store.transition(
             eid,
             to=state,
-            expected=[s for s in ACTIVE if can_transition(s, state)],
+            expected=[s for s in ACTIVE_STATES if can_transition(s, state)],
             attempt=attempt,
             exit_code=exit_code,
             reason=reason or None,
@@ -403,7 +408,8 @@ class ExecutionActivities:
         if placed is not None:
             await self._teardown(a.execution_id, rec.attempt, placed)
         else:  # interrupted around placement: a group may exist though it was never recorded
-            await asyncio.to_thread(groups.remove_named, pg_name(a.execution_id, rec.attempt))
+            name = placement_group_name(a.execution_id, rec.attempt)
+            await asyncio.to_thread(groups.remove_named, name)
         await self._finish(a.execution_id, None, a.state, a.reason)
 
     def all(self) -> list[Any]:

@@ -22,10 +22,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.ray import placement as groups
-from aegis_ray.core.models.execution import ExecutionState
-from aegis_ray.core.naming import pg_name, workflow_id
-from aegis_ray.core.placement.fit import EXECUTING_ROLES
-from aegis_ray.core.ray_mapping import LABEL_NODE_ID, LABEL_REGION, LABEL_ROLE, TAG_PREFIX
+from aegis_ray.core.models.execution import ACTIVE_STATES, ExecutionState
+from aegis_ray.core.models.node import EXECUTING_ROLES, NodeType, role_of
+from aegis_ray.core.naming import (
+    LABEL_NODE_ID,
+    LABEL_REGION,
+    LABEL_ROLE,
+    TAG_PREFIX,
+    placement_group_name,
+    workflow_id,
+)
 from aegis_ray.node_agent.actor import ensure_node_agent
 from aegis_ray.settings import Settings
 
@@ -34,12 +40,6 @@ HEARTBEAT_EVERY_S = 5.0
 ORPHAN_CHECK_EVERY = 6  # heartbeat rounds
 # How long a row may sit unchanged before its workflow is checked (tests shorten it).
 ORPHAN_GRACE = timedelta(seconds=Settings().orphan_grace_s)
-ACTIVE = [
-    ExecutionState.PENDING,
-    ExecutionState.SCHEDULED,
-    ExecutionState.STARTING,
-    ExecutionState.RUNNING,
-]
 
 
 class Reconciler:
@@ -72,12 +72,13 @@ class Reconciler:
             tags = sorted(
                 k[len(TAG_PREFIX) :] for k in node["Resources"] if k.startswith(TAG_PREFIX)
             )
-            if labels.get(LABEL_ROLE) in EXECUTING_ROLES:
+            role = role_of(labels.get(LABEL_ROLE), NodeType.HYBRID)
+            if role in EXECUTING_ROLES:
                 await asyncio.to_thread(ensure_node_agent, labels[LABEL_NODE_ID])
             await self.nodes.upsert(
                 {
                     "id": labels[LABEL_NODE_ID],
-                    "type": labels.get(LABEL_ROLE, "hybrid"),
+                    "type": role.value,
                     "region": labels.get(LABEL_REGION, "local"),
                     "tags": tags,
                     "ray_node_id": node["NodeID"],
@@ -100,13 +101,14 @@ class Reconciler:
                 continue
             why = f"workflow {status.name.lower() if status else 'not found'}; ended by reconciler"
             moved = await self.executions.transition(
-                rec.id, to=ExecutionState.FAILED, expected=ACTIVE, reason=why, message=why
+                rec.id, to=ExecutionState.FAILED, expected=ACTIVE_STATES, reason=why, message=why
             )
             if moved is not None:
                 repaired += 1
                 # Removing the attempt's placement group makes the node agent remove the
                 # container.
-                await asyncio.to_thread(groups.remove_named, pg_name(str(rec.id), rec.attempt))
+                name = placement_group_name(str(rec.id), rec.attempt)
+                await asyncio.to_thread(groups.remove_named, name)
         return repaired
 
     async def _workflow_status(self, workflow_id: str) -> Any:

@@ -18,7 +18,6 @@ import httpx
 import psutil
 import pytest
 
-from aegis_ray.adapters.docker.engine import docker_status
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.process import read_pid, spawn_detached, stop_pid, wait_for_port
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
@@ -184,6 +183,27 @@ def test_temporal_refuses_a_port_taken_by_another_program(tmp_path: Path, listen
 
 
 # -- Docker ---------------------------------------------------------------------------------
+
+
+def docker_status(timeout: float = 3.0) -> tuple[bool, str]:
+    """Ping the engine; (True, version info) or (False, what is wrong and how to fix it)."""
+    import docker
+
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    client = None
+    try:
+        client = docker.DockerClient(base_url=host, timeout=int(max(1, timeout)))
+        client.ping()
+        version = client.version()
+        return True, f"Docker {version.get('Version', '?')} at {host}"
+    except Exception as err:  # the SDK raises many kinds: all mean "not reachable"
+        return False, (
+            f"Docker engine not reachable at {host}: {err}; "
+            "start it with `dockerd` or `systemctl start docker`"
+        )
+    finally:
+        if client is not None:
+            client.close()
 
 
 def test_docker_engine_is_reachable() -> None:

@@ -14,10 +14,12 @@ import yaml
 from typer.testing import CliRunner
 
 from aegis_ray.cli.main import app
-from aegis_ray.cluster_config import validate as L
+from aegis_ray.cluster_config.identity import instance_node_id, with_overrides
+from aegis_ray.cluster_config.names import resource_name_problem
 from aegis_ray.core.models.loading import ManifestError, load_file
 from aegis_ray.core.models.node import NodeConfig
-from aegis_ray.core.ray_mapping import LABEL_NODE_ID, ray_start_args
+from aegis_ray.core.naming import DISK, EXECUTOR, LABEL_NODE_ID, ORCHESTRATOR
+from aegis_ray.core.ray_mapping import ray_start_args
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "cluster_configs"
@@ -126,6 +128,13 @@ def test_bad_tag_resource_name_is_rejected(tmp_path: Path) -> None:
     assert_invalid(result, path, "node type edge-cpu", "resources.aegis/tag/Fast_CPU", "tag")
     # The tag the NodeConfig does declare is reported missing too.
     assert_invalid(result, path, "node type edge-cpu", "resources.aegis/tag/cpu", "missing")
+
+
+def test_aegis_resources_a_node_type_may_carry_are_the_dimensions_and_the_marker() -> None:
+    for name in (DISK, EXECUTOR, ORCHESTRATOR, "aegis/tag/gpu", "CPU", "memory"):
+        assert resource_name_problem(name) is None, name
+    why = resource_name_problem("aegis/disk")
+    assert why is not None and all(n in why for n in (DISK, EXECUTOR, ORCHESTRATOR))
 
 
 def test_orchestrator_with_executor_resource_is_rejected(tmp_path: Path) -> None:
@@ -248,17 +257,17 @@ def test_unreadable_yaml_exits_2(tmp_path: Path) -> None:
 
 def test_instance_node_id_fills_id_and_short_host_name() -> None:
     host = "ip-10-0-1-23.us-west-2.compute.internal"
-    assert L.instance_node_id("{id}-{host}", "edge-gpu-1", host) == "edge-gpu-1-ip-10-0-1-23"
-    assert L.instance_node_id("{id}", "edge-gpu-1", host) == "edge-gpu-1"
-    long = L.instance_node_id("{id}-{host}", "edge-gpu-1", "x" * 80 + ".lan")
+    assert instance_node_id("{id}-{host}", "edge-gpu-1", host) == "edge-gpu-1-ip-10-0-1-23"
+    assert instance_node_id("{id}", "edge-gpu-1", host) == "edge-gpu-1"
+    long = instance_node_id("{id}-{host}", "edge-gpu-1", "x" * 80 + ".lan")
     assert len(long) == 63 and long.startswith("edge-gpu-1-xxx")
     with pytest.raises(ValueError, match=r"\{zone\}"):
-        L.instance_node_id("{id}-{zone}", "edge-gpu-1", host)
+        instance_node_id("{id}-{zone}", "edge-gpu-1", host)
 
 
 def test_overrides_are_validated_like_the_node_config() -> None:
     cfg = node_config(CONFIGS / "nodes" / "edge-cpu.yaml")
-    mine = L.with_overrides(
+    mine = with_overrides(
         cfg,
         source="edge-cpu.yaml",
         node_id="edge-cpu-1-h1",
@@ -268,7 +277,7 @@ def test_overrides_are_validated_like_the_node_config() -> None:
     assert mine.spec.runtime.orchestrator_url == "http://10.0.0.5:8080"
     assert ray_start_args(mine).labels[LABEL_NODE_ID] == "edge-cpu-1-h1"
     with pytest.raises(ManifestError) as err:
-        L.with_overrides(cfg, source="edge-cpu.yaml", node_id="Edge_1")
+        with_overrides(cfg, source="edge-cpu.yaml", node_id="Edge_1")
     assert "spec.node.id" in str(err.value) and "Edge_1" in str(err.value)
 
 

@@ -1,7 +1,9 @@
 import pytest
 
 from aegis_ray.core.models.execution import (
+    ACTIVE_STATES,
     ALLOWED_TRANSITIONS,
+    PLACED_STATES,
     TERMINAL_STATES,
     ExecutionState,
     can_transition,
@@ -43,3 +45,9 @@ def test_no_skipping_ahead_or_finishing_before_running() -> None:
 def test_every_state_has_a_transition_entry() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(S)
     assert not is_terminal(S.RUNNING)
+
+
+def test_active_states_are_the_unfinished_ones_in_lifecycle_order() -> None:
+    assert ACTIVE_STATES == (S.PENDING, S.SCHEDULED, S.STARTING, S.RUNNING)
+    assert set(ACTIVE_STATES) | TERMINAL_STATES == set(S)
+    assert set(PLACED_STATES) == set(ACTIVE_STATES) - {S.PENDING}

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from aegis_ray.core import naming as N
 from aegis_ray.core import ray_mapping as R
 from aegis_ray.core.models.loading import parse_node_config
 from aegis_ray.core.models.node import NodeConfig
@@ -29,13 +30,13 @@ def config(node_type: str, **node: Any) -> NodeConfig:
 
 def test_orchestrator_gets_the_orchestrator_marker_and_no_executor() -> None:
     args = R.ray_start_args(config("orchestrator", tags=["primary"], region="eu-1"))
-    assert args.resources == {R.ORCHESTRATOR: 1.0}
-    assert R.EXECUTOR not in args.resources
+    assert args.resources == {N.ORCHESTRATOR: 1.0}
+    assert N.EXECUTOR not in args.resources
     assert (args.num_cpus, args.num_gpus, args.memory_bytes) == (1, 0, 0)
     assert args.labels == {
-        R.LABEL_NODE_ID: "orchestrator-1",
-        R.LABEL_ROLE: "orchestrator",
-        R.LABEL_REGION: "eu-1",
+        N.LABEL_NODE_ID: "orchestrator-1",
+        N.LABEL_ROLE: "orchestrator",
+        N.LABEL_REGION: "eu-1",
     }
     assert not any(a.startswith("--memory") for a in args.cli_args())  # Ray sizes it
 
@@ -44,23 +45,23 @@ def test_edge_with_tags_gets_slots_disk_tag_resources_and_labels() -> None:
     resources = {"cpu_cores": 16, "memory_gb": 64, "disk_gb": 200, "gpu": 2}
     args = R.ray_start_args(config("worker", tags=["gpu", "fast-disk"], resources=resources))
     assert args.resources == {
-        R.EXECUTOR: 8.0,
-        R.DISK: 200.0,
+        N.EXECUTOR: 8.0,
+        N.DISK: 200.0,
         "aegis/tag/gpu": 1.0,
         "aegis/tag/fast-disk": 1.0,
     }
     assert (args.num_cpus, args.num_gpus, args.memory_bytes) == (16, 2, 64 * GiB)
-    assert args.labels[R.LABEL_ROLE] == "edge"
-    assert R.ORCHESTRATOR not in args.resources
+    assert args.labels[N.LABEL_ROLE] == "edge"
+    assert N.ORCHESTRATOR not in args.resources
 
 
 def test_hybrid_gets_both_roles() -> None:
     resources = {"cpu_cores": 2, "memory_gb": 4}
     args = R.ray_start_args(config("hybrid", tags=["local"], resources=resources))
-    assert args.resources[R.ORCHESTRATOR] == 1.0
-    assert args.resources[R.EXECUTOR] == 32.0
+    assert args.resources[N.ORCHESTRATOR] == 1.0
+    assert args.resources[N.EXECUTOR] == 32.0
     assert args.resources["aegis/tag/local"] == 1.0
-    assert R.DISK not in args.resources  # disk_gb 0: nothing to offer
+    assert N.DISK not in args.resources  # disk_gb 0: nothing to offer
 
 
 def test_cli_args_render_for_ray_start() -> None:
@@ -68,8 +69,8 @@ def test_cli_args_render_for_ray_start() -> None:
         num_cpus=4,
         num_gpus=0,
         memory_bytes=8 * GiB,
-        resources={R.EXECUTOR: 4.0, "aegis/tag/a": 1.0},
-        labels={R.LABEL_NODE_ID: "n1", R.LABEL_ROLE: "edge", R.LABEL_REGION: "local"},
+        resources={N.EXECUTOR: 4.0, "aegis/tag/a": 1.0},
+        labels={N.LABEL_NODE_ID: "n1", N.LABEL_ROLE: "edge", N.LABEL_REGION: "local"},
     )
     cli = args.cli_args()
     assert cli[:3] == ["--num-cpus=4", "--num-gpus=0", f"--memory={8 * GiB}"]
@@ -107,7 +108,7 @@ def test_validate_tag_names_the_tag(tag: str, fragment: str) -> None:
 
 def test_valid_tags_map_to_prefixed_resources() -> None:
     assert validate_tag("large-memory") == "large-memory"
-    assert R.tag_resource("gpu.a100") == "aegis/tag/gpu.a100"
+    assert N.tag_resource("gpu.a100") == "aegis/tag/gpu.a100"
 
 
 def test_default_node_is_a_hybrid_sized_from_this_machine(tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ def test_default_node_is_a_hybrid_sized_from_this_machine(tmp_path: Path) -> Non
     assert node.resources is not None
     assert node.resources.cpu_cores >= 1 and node.resources.memory_gb >= 1
     assert node.resources.gpu == 0
-    assert R.ray_start_args(cfg).resources[R.EXECUTOR] == 32.0
+    assert R.ray_start_args(cfg).resources[N.EXECUTOR] == 32.0
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from aegis_ray.core.placement.fit import Capacity, NodeFacts
+from aegis_ray.core.models.node import NodeStatus, NodeType
+from aegis_ray.core.placement.dimensions import Resources
+from aegis_ray.core.placement.fit import NodeFacts
 from aegis_ray.core.registry import GONE_AFTER_S, eligible_selector, merge
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-CAP = Capacity(2000, 2**31, 2**33, 0, 8)
+CAP = Resources(2000, 2**31, 2**33, 0, 8)
 
 
 @dataclass
@@ -23,7 +25,9 @@ class Rec:
 
 
 def fact(node_id: str, status: str = "ready", ray_id: str = "r1") -> NodeFacts:
-    return NodeFacts(node_id, "edge", status, frozenset(), CAP, CAP, ray_node_id=ray_id)
+    return NodeFacts(
+        node_id, NodeType.EDGE, NodeStatus(status), frozenset(), CAP, CAP, ray_node_id=ray_id
+    )
 
 
 def by_id(nodes: list[NodeFacts]) -> dict[str, NodeFacts]:

@@ -23,11 +23,17 @@ from aegis_ray.adapters.postgres.records import (
     ExecutionRecord,
     LogRecord,
 )
-from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState, can_transition
+from aegis_ray.core.models.execution import (
+    PLACED_STATES,
+    TERMINAL_STATES,
+    ExecutionState,
+    can_transition,
+)
 
 EVENT_KINDS = ("state", "info", "placement")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _TERMINAL = sorted(s.value for s in TERMINAL_STATES)
+_PLACED = [s.value for s in PLACED_STATES]
 _COLUMNS = (
     "id, tenant_id, name, manifest, state, attempt, max_retries, timeout_s, version, reason,"
     " node_id, exit_code, workflow_id, created_at, updated_at, started_at, finished_at"
@@ -194,8 +200,9 @@ class ExecutionStore:
         """How many unfinished executions each node holds (scheduled, starting or running)."""
         rows = await self.pool.fetch(
             "SELECT node_id, count(*) AS n FROM executions"
-            " WHERE state IN ('SCHEDULED', 'STARTING', 'RUNNING') AND node_id IS NOT NULL"
-            " GROUP BY node_id"
+            " WHERE state = ANY($1::text[]) AND node_id IS NOT NULL"
+            " GROUP BY node_id",
+            _PLACED,
         )
         return {r["node_id"]: r["n"] for r in rows}
 

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from aegis_ray.adapters.postgres.records import NodeRecord
+from aegis_ray.core.models.node import NodeStatus
 
 FIELDS = (
     "type", "region", "tags", "resources", "ray_node_id", "address", "version", "status", "labels",
@@ -48,9 +49,9 @@ class NodeStore:
         rows = await self.pool.fetch(f"SELECT {_COLUMNS} FROM nodes ORDER BY id")
         return [NodeRecord.from_row(r) for r in rows]
 
-    async def set_status(self, node_id: str, status: str) -> bool:
+    async def set_status(self, node_id: str, status: NodeStatus) -> bool:
         done = await self.pool.execute(
-            "UPDATE nodes SET status = $2 WHERE id = $1", node_id, status
+            "UPDATE nodes SET status = $2 WHERE id = $1", node_id, NodeStatus(status).value
         )
         return bool(done == "UPDATE 1")
 

@@ -4,18 +4,34 @@ The one special case lives here: a head started by hand (`ray start --head`, the
 carries none of the aegis resources, because Ray fixes a raylet's resources when it starts.
 Such a cluster is treated as one implicit hybrid node: control-plane replicas and execution
 bundles ask for a sliver of Ray's own head marker resource instead of the aegis ones.
+
+Ray's node table is read here, not in the pure core: `facts_from_ray_node` turns one entry into
+the placement facts, with the units and rounding of the dimension table.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aegis_ray.core import ray_mapping as R
-from aegis_ray.core.placement.fit import NodeFacts, facts_from_ray_node
+from aegis_ray.core.models.node import NodeStatus, NodeType, role_of
+from aegis_ray.core.naming import (
+    EXECUTOR,
+    LABEL_NODE_ID,
+    LABEL_ROLE,
+    ORCHESTRATOR,
+    RAY_OWN_RESOURCES,
+    TAG_PREFIX,
+)
+from aegis_ray.core.placement.dimensions import DIMENSIONS, Resources
+from aegis_ray.core.placement.fit import NodeFacts
 
 HEAD_MARKER = "node:__internal_head__"
 MARKER_AMOUNT = 0.001
+# The dimensions a hand-started head lacks: all but those Ray counts under its own names.
+_AEGIS_ONLY = frozenset(d.ray for d in DIMENSIONS if d.ray not in RAY_OWN_RESOURCES)
+_UNLIMITED = 1 << 60
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,7 @@ class ClusterView:
         """Adapt an execution bundle to this cluster (see module docstring)."""
         if not self.implicit_head:
             return bundle
-        out = {k: v for k, v in bundle.items() if k not in (R.EXECUTOR, R.DISK)}
+        out = {k: v for k, v in bundle.items() if k not in _AEGIS_ONLY}
         out[HEAD_MARKER] = MARKER_AMOUNT
         return out
 
@@ -42,12 +58,35 @@ class ClusterView:
 
 
 def is_aegis_node(resources: dict[str, float]) -> bool:
-    return R.EXECUTOR in resources or R.ORCHESTRATOR in resources
+    return EXECUTOR in resources or ORCHESTRATOR in resources
 
 
 def control_plane_resources(implicit_head: bool) -> dict[str, float]:
     """What a control-plane replica asks for so it only ever runs on an orchestrator."""
-    return {HEAD_MARKER if implicit_head else R.ORCHESTRATOR: MARKER_AMOUNT}
+    return {HEAD_MARKER if implicit_head else ORCHESTRATOR: MARKER_AMOUNT}
+
+
+def capacity_of(resources: Mapping[str, float]) -> Resources:
+    """Every dimension from a Ray resource map (a node's total or available resources)."""
+    return Resources._make(d.from_ray(resources.get(d.ray, 0.0)) for d in DIMENSIONS)
+
+
+def facts_from_ray_node(node: dict[str, Any], available: dict[str, float] | None) -> NodeFacts:
+    """NodeFacts from one `ray.nodes()` entry and its available resources (None: all free)."""
+    resources: dict[str, float] = node.get("Resources") or {}
+    labels: dict[str, str] = node.get("Labels") or {}
+    total = capacity_of(resources)
+    alive = node.get("Alive", node.get("alive", False))
+    return NodeFacts(
+        node_id=labels.get(LABEL_NODE_ID) or str(node.get("NodeID", "")),
+        # No role label: a head started by hand (`ray start --head`), which runs everything.
+        role=role_of(labels.get(LABEL_ROLE), NodeType.HYBRID),
+        status=NodeStatus.READY if alive else NodeStatus.DOWN,
+        tags=frozenset(k[len(TAG_PREFIX) :] for k in resources if k.startswith(TAG_PREFIX)),
+        total=total,
+        free=capacity_of(available) if available is not None else total,
+        ray_node_id=str(node.get("NodeID", "")),
+    )
 
 
 def cluster_view() -> ClusterView:
@@ -68,12 +107,13 @@ def cluster_view() -> ClusterView:
 
 
 def _as_implicit_hybrid(fact: NodeFacts) -> NodeFacts:
-    # The hand-started head has no slot or disk resources: give it room for both so that only
-    # CPU, memory and GPU (which Ray does know) limit what it takes.
-    unlimited_disk = 1 << 60
-    total = replace(fact.total, slots=1_000_000, disk_bytes=unlimited_disk)
-    free = replace(fact.free, slots=1_000_000, disk_bytes=unlimited_disk)
-    return replace(fact, role="hybrid", total=total, free=free)
+    # Room without limit in the dimensions the head cannot carry, so that only those Ray does
+    # know (CPU, memory, GPU) limit what it takes.
+    def roomy(have: Resources) -> Resources:
+        pairs = zip(DIMENSIONS, have, strict=True)
+        return Resources._make(_UNLIMITED if d.ray in _AEGIS_ONLY else n for d, n in pairs)
+
+    return replace(fact, role=NodeType.HYBRID, total=roomy(fact.total), free=roomy(fact.free))
 
 
 async def live_cluster(node_store: Any) -> ClusterView:

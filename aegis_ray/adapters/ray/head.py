@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from aegis_ray.adapters.files import write_private
+from aegis_ray.core.naming import RAY_NAMESPACE
 from aegis_ray.core.ray_mapping import RayStartArgs
 
 CURRENT_CLUSTER_FILE = Path("/tmp/ray/ray_current_cluster")
@@ -199,7 +200,7 @@ def connect(address: str, auth: RayAuth) -> None:
     if not ray.is_initialized():
         ray.init(
             address=address,
-            namespace="aegis",
+            namespace=RAY_NAMESPACE,
             log_to_driver=False,
             logging_level="WARNING",
             configure_logging=False,

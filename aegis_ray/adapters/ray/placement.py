@@ -1,7 +1,8 @@
 """Placement groups of execution attempts: create by name, wait without a thread, find, remove.
 
-One STRICT_PACK group per attempt, detached and named after it (`core.naming.pg_name`), so a
-restarted control-plane worker finds the group an earlier try made.
+One STRICT_PACK group per attempt, detached and named after it
+(`core.naming.placement_group_name`), so a restarted control-plane worker finds the group an
+earlier try made.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ from aegis_ray.core.models.base import (
     unique,
 )
 from aegis_ray.core.models.quantity import (
+    GiB,
+    MiB,
+    TiB,
     format_duration,
     format_memory,
     parse_cpu,
@@ -30,8 +33,6 @@ from aegis_ray.core.models.quantity import (
     parse_memory,
 )
 from aegis_ray.core.models.tags import validate_tag
-
-MiB, GiB, TiB = 2**20, 2**30, 2**40
 
 _SIZE_SCHEMA: dict[str, Any] = {
     "anyOf": [

@@ -26,6 +26,11 @@ TERMINAL_STATES: frozenset[ExecutionState] = frozenset(
     {S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT}
 )
 
+# Not finished yet, in lifecycle order: what reconcilers watch and compare-and-sets expect.
+ACTIVE_STATES: tuple[ExecutionState, ...] = tuple(s for s in S if s not in TERMINAL_STATES)
+# An attempt holds (or is about to hold) a node: what counts against that node's load.
+PLACED_STATES: tuple[ExecutionState, ...] = (S.SCHEDULED, S.STARTING, S.RUNNING)
+
 ALLOWED_TRANSITIONS: dict[ExecutionState, frozenset[ExecutionState]] = {
     S.PENDING: frozenset({S.SCHEDULED, S.CANCELLED, S.FAILED}),
     S.SCHEDULED: frozenset({S.STARTING, S.PENDING, S.FAILED, S.CANCELLED, S.TIMED_OUT}),

@@ -19,12 +19,35 @@ from aegis_ray.core.models.base import (
     unique,
 )
 from aegis_ray.core.models.tags import validate_tag
+from aegis_ray.core.naming import TASK_QUEUE
 
 
 class NodeType(StrEnum):
+    """A node's role: orchestrators host the control plane, edges run agent containers."""
+
     ORCHESTRATOR = "orchestrator"
     EDGE = "edge"
-    HYBRID = "hybrid"
+    HYBRID = "hybrid"  # both
+
+
+EXECUTING_ROLES = frozenset({NodeType.EDGE, NodeType.HYBRID})
+ORCHESTRATING_ROLES = frozenset({NodeType.ORCHESTRATOR, NodeType.HYBRID})
+
+
+def role_of(value: str | None, default: NodeType) -> NodeType:
+    """The role a Ray label or a registry row names, or `default` where it names none."""
+    if value is None or value not in NodeType._value2member_map_:
+        return default
+    return NodeType(value)
+
+
+class NodeStatus(StrEnum):
+    """Where a node stands for placement: the registry merged with Ray's live node table."""
+
+    READY = "ready"  # alive in Ray and not drained
+    DRAINING = "draining"  # alive, drained by an operator: keeps its running work, gets no new
+    DOWN = "down"  # registered, but Ray has no live node for it (lost, or stopped)
+    GONE = "gone"  # down for longer than the registry's GONE_AFTER_S; kept for history
 
 
 # The cluster document calls them controller / worker; the deployment document orchestrator / edge.
@@ -136,7 +159,7 @@ class DatabaseSection(StrictModel):
 class TemporalSection(StrictModel):
     address: str
     namespace: str = "default"
-    task_queue: str = "aegis-executions"
+    task_queue: str = TASK_QUEUE
 
 
 class SecretsSection(StrictModel):
@@ -165,7 +188,7 @@ class NodeSpec(StrictModel):
     def _role_needs(self) -> NodeSpec:
         node = self.node
         problems: list[tuple[str, str, Any]] = []
-        if node.type in (NodeType.EDGE, NodeType.HYBRID):
+        if node.type in EXECUTING_ROLES:
             res = node.resources
             if res is None:
                 why = f"required for {node.type} nodes (cpu_cores and memory_gb at least 1)"

@@ -11,6 +11,8 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 
+MiB, GiB, TiB = 2**20, 2**30, 2**40
+
 MEMORY_HINT = "must be a size like 512Mi, 1Gi or a number of bytes"
 DURATION_HINT = "must be a duration like 600s, 10m, 1h30m, 250ms or a number of seconds"
 CPU_HINT = "must be millicores like 500 or 500m, or cores with a decimal point like 0.5 or 2.0"
@@ -24,9 +26,9 @@ _MEMORY_UNITS: dict[str, int] = {
     "T": 10**12,
     "P": 10**15,
     "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
+    "Mi": MiB,
+    "Gi": GiB,
+    "Ti": TiB,
     "Pi": 2**50,
 }
 _MEMORY_RE = re.compile(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?")

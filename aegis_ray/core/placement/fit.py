@@ -9,48 +9,32 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from aegis_ray.core.models.quantity import format_cpu, format_memory
+from aegis_ray.core.models.node import EXECUTING_ROLES, NodeStatus, NodeType
 from aegis_ray.core.placement.demand import Demand
-from aegis_ray.core.ray_mapping import (
-    DISK,
-    EXECUTOR,
-    GIB,
-    LABEL_NODE_ID,
-    LABEL_ROLE,
-    TAG_PREFIX,
-)
+from aegis_ray.core.placement.dimensions import DIMENSIONS, Resources
 
-EXECUTING_ROLES = frozenset({"edge", "hybrid"})
 Against = Literal["total", "free"]
-
-
-@dataclass(frozen=True)
-class Capacity:
-    cpu_millis: int
-    memory_bytes: int
-    disk_bytes: int
-    gpu: int
-    slots: int  # executor slots: how many more containers the node may run
+_READY = NodeStatus.READY  # a module constant: looking up an enum member costs more than the check
 
 
 @dataclass(frozen=True)
 class NodeFacts:
     node_id: str
-    role: str  # orchestrator | edge | hybrid
-    status: str  # ready | draining | down
+    role: NodeType
+    status: NodeStatus
     tags: frozenset[str]
-    total: Capacity
-    free: Capacity
+    total: Resources
+    free: Resources  # what running work leaves
     ray_node_id: str = ""
 
 
 @dataclass(frozen=True)
 class Reason:
-    check: str  # role | status | tag | cpu | memory | disk | gpu | slots
+    check: str  # role | status | tag | a dimension's name (cpu, memory, disk, gpu, slots)
     message: str
     needed: float | None = None
     available: float | None = None
@@ -65,122 +49,67 @@ _OK: tuple[Reason, ...] = ()
 def check_role(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
     if node.role in EXECUTING_ROLES:
         return _OK
-    return _reason("role", f"{node.role} nodes run no agent containers")
+    return (Reason("role", f"{node.role} nodes run no agent containers"),)
 
 
 def check_status(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    if node.status == "ready":
+    if node.status == NodeStatus.READY:
         return _OK
-    return _reason("status", f"node is {node.status}")
+    return (Reason("status", f"node is {node.status}"),)
 
 
 def check_tags(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    if node.tags.issuperset(demand.tags):
-        return _OK
-    missing = [t for t in demand.tags if t not in node.tags]
-    return tuple(_reason("tag", f"missing tag {t}")[0] for t in missing)
+    return tuple(Reason("tag", f"missing tag {t}") for t in demand.tags if t not in node.tags)
 
 
-# Reasons are immutable and clusters have few distinct node shapes: share them instead of
-# building thousands of equal ones (plan() over 1,000 nodes must stay in milliseconds).
-@functools.lru_cache(maxsize=4096)
-def _reason(
-    check: str, message: str, needed: float | None = None, available: float | None = None
-) -> tuple[Reason, ...]:
-    return (Reason(check, message, needed, available),)
-
-
-@functools.lru_cache(maxsize=4096)
-def _short(
-    check: str, needed: int, total: int, free: int, against: Against, show: Callable[[int], str]
-) -> tuple[Reason, ...]:
-    """The reason for a resource dimension that is too small."""
-    if against == "total":
-        message = f"{check}: needs {show(needed)}, node has {show(total)}"
-        return _reason(check, message, float(needed), float(total))
-    message = f"{check}: needs {show(needed)}, {show(free)} free of {show(total)}"
-    return _reason(check, message, float(needed), float(free))
-
-
-# The resource checks compare inline and build a Reason only on failure: plan() runs them for
-# every node of the cluster on every submission.
-
-
-def check_cpu(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
+def check_resources(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
+    """One reason per dimension the node is short of, in table order."""
     have = node.total if against == "total" else node.free
-    if demand.cpu_millis <= have.cpu_millis:
+    if demand.resources.fits_in(have):
         return _OK
-    total, free = node.total.cpu_millis, node.free.cpu_millis
-    return _short("cpu", demand.cpu_millis, total, free, against, format_cpu)
-
-
-def check_memory(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    have = node.total if against == "total" else node.free
-    if demand.memory_bytes <= have.memory_bytes:
-        return _OK
-    total, free = node.total.memory_bytes, node.free.memory_bytes
-    return _short("memory", demand.memory_bytes, total, free, against, format_memory)
-
-
-def check_disk(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    have = node.total if against == "total" else node.free
-    if demand.disk_bytes <= have.disk_bytes:
-        return _OK
-    total, free = node.total.disk_bytes, node.free.disk_bytes
-    return _short("disk", demand.disk_bytes, total, free, against, format_memory)
-
-
-def check_gpu(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    have = node.total if against == "total" else node.free
-    if demand.gpu <= have.gpu:
-        return _OK
-    return _short("gpu", demand.gpu, node.total.gpu, node.free.gpu, against, str)
-
-
-def check_slots(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    have = node.total if against == "total" else node.free
-    if have.slots >= 1:
-        return _OK
-    if against == "total":
-        return _reason("slots", "slots: node has no executor slots", 1.0, 0.0)
-    return _short("slots", 1, node.total.slots, node.free.slots, against, str)
+    against_total = against == "total"
+    return tuple(
+        Reason(
+            dim.name,
+            dim.refusal(needed, total, free, against_total=against_total),
+            float(needed),
+            float(available),
+        )
+        for dim, needed, total, free, available in zip(
+            DIMENSIONS, demand.resources, node.total, node.free, have, strict=True
+        )
+        if needed > available
+    )
 
 
 # Order matters only for reading: who may run it, then where, then how much.
-CHECKS = (
-    check_role,
-    check_status,
-    check_tags,
-    check_cpu,
-    check_memory,
-    check_disk,
-    check_gpu,
-    check_slots,
-)
+CHECKS = (check_role, check_status, check_tags, check_resources)
 
 
 def check_node(demand: Demand, node: NodeFacts, *, against: Against) -> list[Reason]:
     """Every check `node` fails for `demand`, against its total or its free capacity."""
-    reasons: list[Reason] = []
-    for check in CHECKS:
-        found = check(demand, node, against)
-        if found:
-            reasons += found
-    return reasons
+    # Against the total, what is free does not count: nodes of one shape share their reasons.
+    free = node.free if against == "free" else node.total
+    shape = (node.role, node.status, node.tags, node.total, free)
+    return list(_check_shape(demand.resources, demand.tags, *shape, against))
 
 
-def _fits(demand: Demand, node: NodeFacts, have: Capacity) -> bool:
-    # Fast path: must agree with check_node(...) == [] for the same capacity.
-    return (
-        node.status == "ready"
-        and node.role in EXECUTING_ROLES
-        and have.slots >= 1
-        and demand.cpu_millis <= have.cpu_millis
-        and demand.memory_bytes <= have.memory_bytes
-        and demand.disk_bytes <= have.disk_bytes
-        and demand.gpu <= have.gpu
-        and node.tags.issuperset(demand.tags)
-    )
+# Clusters have few distinct node shapes and submissions few distinct demands: explain each
+# shape once and share its (immutable) reasons, as Nomad memoises per computed node class.
+# plan() over 1,000 nodes must stay in milliseconds.
+@functools.lru_cache(maxsize=8192)
+def _check_shape(
+    need: Resources,
+    tags: tuple[str, ...],
+    role: NodeType,
+    status: NodeStatus,
+    node_tags: frozenset[str],
+    total: Resources,
+    free: Resources,
+    against: Against,
+) -> tuple[Reason, ...]:
+    demand, node = Demand(need, tags), NodeFacts("", role, status, node_tags, total, free)
+    return tuple(reason for check in CHECKS for reason in check(demand, node, against))
 
 
 # --- planning over the cluster ------------------------------------------------------------
@@ -218,15 +147,21 @@ class PlanResult:
 def plan(demand: Demand, nodes: Sequence[NodeFacts]) -> PlanResult:
     """Sort nodes into fits now / fits later / never, with every failing check for the rest."""
     result = PlanResult(demand)
+    fits_in, tags = demand.resources.fits_in, demand.tags
     for node in nodes:
-        if _fits(demand, node, node.free):
-            result.fits_now.append(node.node_id)
-        elif _fits(demand, node, node.total):
-            result.fits_later.append(node.node_id)
-            result.reasons[node.node_id] = check_node(demand, node, against="free")
-        else:
-            result.never.append(node.node_id)
-            result.reasons[node.node_id] = check_node(demand, node, against="total")
+        # The fast path: check_node(...) == [] without building reasons (check_role,
+        # check_status and check_tags's questions, then the resources); a unit test holds the
+        # two equal. Every submission asks it of every node.
+        if node.status == _READY and node.role in EXECUTING_ROLES and node.tags.issuperset(tags):
+            if fits_in(node.free):
+                result.fits_now.append(node.node_id)
+                continue
+            if fits_in(node.total):
+                result.fits_later.append(node.node_id)
+                result.reasons[node.node_id] = check_node(demand, node, against="free")
+                continue
+        result.never.append(node.node_id)
+        result.reasons[node.node_id] = check_node(demand, node, against="total")
     return result
 
 
@@ -248,35 +183,3 @@ def _tally(groups: Iterable[list[Reason]]) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-# --- from Ray's node table ----------------------------------------------------------------
-
-
-def capacity_of(resources: Mapping[str, float]) -> Capacity:
-    """Capacity from a Ray resource map (CPU in cores, memory in bytes, disk in GiB)."""
-    # Ray keeps quantities as fixed point with 4 decimals: round, never truncate 0.9999 to 0.
-    return Capacity(
-        cpu_millis=round(resources.get("CPU", 0.0) * 1000),
-        memory_bytes=int(resources.get("memory", 0.0)),
-        disk_bytes=round(resources.get(DISK, 0.0) * GIB),
-        gpu=int(resources.get("GPU", 0.0) + 1e-6),
-        slots=int(resources.get(EXECUTOR, 0.0) + 1e-6),
-    )
-
-
-def facts_from_ray_node(node: dict[str, Any], available: dict[str, float] | None) -> NodeFacts:
-    """NodeFacts from one `ray.nodes()` entry and its available resources (None: all free)."""
-    resources: dict[str, float] = node.get("Resources") or {}
-    labels: dict[str, str] = node.get("Labels") or {}
-    total = capacity_of(resources)
-    alive = node.get("Alive", node.get("alive", False))
-    return NodeFacts(
-        node_id=labels.get(LABEL_NODE_ID) or str(node.get("NodeID", "")),
-        role=labels.get(LABEL_ROLE, "hybrid"),
-        status="ready" if alive else "down",
-        tags=frozenset(k[len(TAG_PREFIX) :] for k in resources if k.startswith(TAG_PREFIX)),
-        total=total,
-        free=capacity_of(available) if available is not None else total,
-        ray_node_id=str(node.get("NodeID", "")),
-    )
