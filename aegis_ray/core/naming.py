@@ -32,6 +32,8 @@ TAG_AMOUNT = 0.001
 LABEL_NODE_ID = "aegis/node-id"
 LABEL_ROLE = "aegis/role"
 LABEL_REGION = "aegis/region"
+# Set on executor nodes whose NodeConfig names a Docker network other than the default bridge.
+LABEL_DOCKER_NETWORK = "aegis/docker-network"
 
 
 def tag_resource(tag: str) -> str:

@@ -25,10 +25,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from aegis_ray.core.models.node import EXECUTING_ROLES, ORCHESTRATING_ROLES, NodeConfig
+from aegis_ray.core.models.node import (
+    DEFAULT_DOCKER_NETWORK,
+    EXECUTING_ROLES,
+    ORCHESTRATING_ROLES,
+    NodeConfig,
+)
 from aegis_ray.core.naming import (
     CPU,
     GPU,
+    LABEL_DOCKER_NETWORK,
     LABEL_NODE_ID,
     LABEL_REGION,
     LABEL_ROLE,
@@ -85,6 +91,10 @@ def ray_start_args(cfg: NodeConfig) -> RayStartArgs:
             resources[tag_resource(tag)] = 1.0
 
     labels = {LABEL_NODE_ID: node.id, LABEL_ROLE: str(node.type), LABEL_REGION: node.region}
+    network = cfg.spec.runtime.docker_network_mode
+    if executes and network != DEFAULT_DOCKER_NETWORK:
+        # The node agent reads it from its node's labels (absent: the default bridge).
+        labels[LABEL_DOCKER_NETWORK] = network
     return RayStartArgs(
         num_cpus=num_cpus,
         num_gpus=num_gpus,

@@ -22,7 +22,12 @@ from ray.util.placement_group import PlacementGroup, placement_group_table
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from aegis_ray.adapters.docker.container import ContainerSpec
-from aegis_ray.core.naming import LABEL_NODE_ID, RAY_NAMESPACE, node_agent_name
+from aegis_ray.core.naming import (
+    LABEL_DOCKER_NETWORK,
+    LABEL_NODE_ID,
+    RAY_NAMESPACE,
+    node_agent_name,
+)
 from aegis_ray.node_agent.agent import Batch, ContainerInfo, NodeAgent
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,7 @@ class NodeAgentActor:
     def __init__(self, node_id: str) -> None:
         logging.basicConfig(level=logging.INFO)
         self.node_id = node_id
-        self.agent = NodeAgent(node_name=node_id)
+        self.agent = NodeAgent(node_name=node_id, allowed_network=_own_docker_network())
         self._ready: asyncio.Task[int] | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -102,6 +107,15 @@ class NodeAgentActor:
                 await self.agent.remove(
                     info.execution_id, info.attempt, why="placement group removed"
                 )
+
+
+def _own_docker_network() -> str:
+    """The Docker network this node gives agents allowed network (its NodeConfig, as a label)."""
+    here = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node["NodeID"] == here:
+            return str((node.get("Labels") or {}).get(LABEL_DOCKER_NETWORK, "bridge"))
+    return "bridge"
 
 
 def _group_state(group_hex: str) -> str | None:

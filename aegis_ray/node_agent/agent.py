@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -135,9 +136,18 @@ class _Supervised:
 class NodeAgent:
     """Supervises every aegis container on one Docker engine (see the module docstring)."""
 
-    def __init__(self, runtime: DockerRuntime | None = None, *, node_name: str = "") -> None:
+    def __init__(
+        self,
+        runtime: DockerRuntime | None = None,
+        *,
+        node_name: str = "",
+        allowed_network: str = "bridge",
+    ) -> None:
         self.runtime = runtime or DockerRuntime()
         self.node_name = node_name
+        # The Docker network of containers whose manifest allows network (the node's
+        # `spec.runtime.docker_network_mode`); the others get none.
+        self.allowed_network = allowed_network
         self._pool = ThreadPoolExecutor(DOCKER_THREADS, thread_name_prefix="aegis-docker")
         self._supervised: dict[Key, _Supervised] = {}
         self._starting: dict[Key, asyncio.Lock] = {}
@@ -158,6 +168,8 @@ class NodeAgent:
 
     async def start(self, spec: ContainerSpec) -> str:
         """Start the attempt's container, or take over the one it already has; its id."""
+        if spec.network_mode != "none":
+            spec = dataclasses.replace(spec, network_mode=self.allowed_network)
         spec.validate()
         key = (spec.execution_id, spec.attempt)
         async with self._starting.setdefault(key, asyncio.Lock()):

@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
+import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from aegis_ray.adapters.postgres.db import connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.workflows.activities import ExecutionActivities
@@ -27,13 +27,15 @@ class RunningWorker:
         if self.worker.done():
             raise RuntimeError(f"Temporal worker stopped: {self.worker.exception()!r}")
 
+    async def status(self) -> str:
+        """"ok" while the worker runs, else why it stopped (for /health)."""
+        if not self.worker.done():
+            return "ok"
+        return f"stopped: {self.worker.exception()!r}"[:300]
 
-async def start_worker(
-    database_url: str, temporal_address: str, namespace: str, task_queue: str
-) -> RunningWorker:
-    """Connect, then run the worker and the reconciler as tasks of the running loop."""
-    pool = await connect(database_url)
-    client = await Client.connect(temporal_address, namespace=namespace)
+
+async def start_worker(pool: asyncpg.Pool, client: Client, *, task_queue: str) -> RunningWorker:
+    """Run the worker and the reconciler as tasks of the running loop."""
     activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool))
     worker = Worker(
         client,

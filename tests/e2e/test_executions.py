@@ -315,13 +315,13 @@ def test_execution_survives_a_restart_of_the_control_plane_worker(stack: Stack) 
     wait_state(c, rec["id"], {"RUNNING"})
     workers = [
         p for p in psutil.process_iter(["cmdline"])
-        if "ServeReplica:aegis:ExecutionWorker" in " ".join(p.info["cmdline"] or [])
+        if "ServeReplica:aegis:AegisAPI" in " ".join(p.info["cmdline"] or [])
     ]  # fmt: skip
-    assert workers, "no ExecutionWorker replica found"
+    assert workers, "no AegisAPI replica (API + Temporal worker) found"
     for p in workers:
         os.kill(p.pid, signal.SIGKILL)
     # Serve restarts the replica; Temporal retries the running activity there, which finds the
-    # detached launch actor by name and follows the same container to its end.
+    # placement group by name and follows the same container through the node agent to its end.
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=180)
     assert final["state"] == "SUCCEEDED", final
     assert final["attempt"] == 1

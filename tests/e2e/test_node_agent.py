@@ -398,3 +398,23 @@ def test_twenty_containers_at_once_all_run_to_their_end(agent: Agent, image: str
     for n, (texts, batch) in enumerate(results):
         assert batch.exit_code == 0, batch
         assert texts == [f"agent-{n}", f"done-{n}"]
+
+
+def test_allowed_network_goes_to_the_nodes_docker_network_and_none_stays_none(
+    runtime: DockerRuntime, image: str
+) -> None:
+    engine = docker.from_env()
+    name = f"aegis-test-net-{uuid.uuid4().hex[:8]}"
+    network = engine.networks.create(name, driver="bridge")
+    node = Agent()
+    node.core.allowed_network = name  # as a NodeConfig's spec.runtime.docker_network_mode
+    try:
+        allowed = make_spec(image, "sleep 30", network_mode="bridge")  # the manifest allows
+        closed = make_spec(image, "sleep 30", network_mode="none")
+        modes = [runtime.inspect_limits(node.start(s))["NetworkMode"] for s in (allowed, closed)]
+        assert modes == [name, "none"]
+    finally:
+        for s in (allowed, closed):
+            node.run(node.core.remove(s.execution_id, s.attempt))
+        node.close()
+        network.remove()

@@ -6,7 +6,7 @@ import pytest
 
 from aegis_ray.core import naming as N
 from aegis_ray.core import ray_mapping as R
-from aegis_ray.core.models.loading import parse_node_config
+from aegis_ray.core.models.loading import ManifestError, parse_node_config
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.models.tags import validate_tag
 from aegis_ray.node.local_config import default_node_config, node_id_from_hostname
@@ -134,3 +134,35 @@ def test_default_node_is_a_hybrid_sized_from_this_machine(tmp_path: Path) -> Non
 )
 def test_hostnames_become_valid_node_ids(hostname: str, node_id: str) -> None:
     assert node_id_from_hostname(hostname) == node_id
+
+
+def _edge_on_network(network: str) -> NodeConfig:
+    return parse_node_config(
+        {
+            "apiVersion": "100monkeys.ai/v1",
+            "kind": "NodeConfig",
+            "metadata": {"name": "n"},
+            "spec": {
+                "node": {
+                    "id": "edge-1",
+                    "type": "edge",
+                    "resources": {"cpu_cores": 2, "memory_gb": 4},
+                },
+                "runtime": {"orchestrator_url": "http://orch:8080", "docker_network_mode": network},
+            },
+        }
+    )
+
+
+def test_a_docker_network_other_than_bridge_reaches_the_node_agent_as_a_label() -> None:
+    assert N.LABEL_DOCKER_NETWORK not in R.ray_start_args(_edge_on_network("bridge")).labels
+    args = R.ray_start_args(_edge_on_network("aegis-net"))
+    assert args.labels[N.LABEL_DOCKER_NETWORK] == "aegis-net"
+
+
+@pytest.mark.parametrize("network", ["host", "none", "container:abc", "bad name!"])
+def test_a_docker_network_that_would_change_the_agents_network_is_refused(network: str) -> None:
+    with pytest.raises(ManifestError) as err:
+        _edge_on_network(network)
+    assert "spec.runtime.docker_network_mode" in str(err.value)
+    assert repr(network) in str(err.value)

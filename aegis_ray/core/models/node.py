@@ -122,9 +122,32 @@ class NodeSection(StrictModel):
     resources: NodeResources | None = None
 
 
+DEFAULT_DOCKER_NETWORK = "bridge"
+
+
+def _check_docker_network(value: str) -> str:
+    # The network an agent with `network.mode: allow` joins on this node. Handing it the host's
+    # or another container's network namespace, or none at all, would silently change what the
+    # manifest asked for. The name also travels as a Ray label value.
+    if value in ("host", "none") or value.startswith("container:"):
+        raise ValueError(
+            f"{value!r} cannot carry agents' network: give 'bridge' or the name of a Docker "
+            "network on this node"
+        )
+    if not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?", value):
+        raise ValueError(
+            f"{value!r} is not a Docker network name (1-63 letters, digits, '_', '.' or '-', "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
 class NodeRuntime(StrictModel):
     orchestrator_url: HttpUrl | None = None
-    docker_network_mode: str = "bridge"
+    # Where agents whose manifest allows network go on this node (see ray_mapping).
+    docker_network_mode: Annotated[str, AfterValidator(_check_docker_network)] = (
+        DEFAULT_DOCKER_NETWORK
+    )
     nfs_server_host: str | None = None
     # 1000 at most: each tagged execution takes 0.001 of a tag resource worth 1 (cluster.resources).
     max_containers: Annotated[StrictInt, bounded(1, 1000)] = 32
