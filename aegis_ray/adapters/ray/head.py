@@ -110,12 +110,15 @@ def start_head(
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
     `ray stop` would stop every Ray process on the machine.
     """
+    autoscaled = any(a.startswith("--autoscaling-config") for a in extra_args)
     session = _ray_start(
         [
             "--head",
             f"--port={port}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}",
+            # The autoscaler's monitor (~50 MiB) only matters under the cluster launcher.
+            *([] if autoscaled else ["--no-monitor"]),
             *args.cli_args(),
             *extra_args,  # e.g. the cluster launcher's --autoscaling-config
         ],
@@ -141,7 +144,12 @@ def _ray_start(args: list[str], *, auth: RayAuth, log_path: Path) -> int:
     """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id."""
     cmd = [
         ray_cli(), "start", f"--object-store-memory={OBJECT_STORE_BYTES}",
-        "--disable-usage-stats", *args,
+        "--disable-usage-stats",
+        # Nobody reads workers' output through a driver: agents' logs go through the node
+        # agent, Ray's own stay in files the dashboard shows. Saves a process per node (~50 MiB)
+        # and the CPU it spent tailing every worker's log files.
+        "--include-log-monitor=false",
+        *args,
     ]  # fmt: skip
     env = os.environ | auth.env()
     env.pop("RAY_AUTH_TOKEN", None)
