@@ -87,18 +87,19 @@ def main() -> None:
     b_exit = [(b.exited - b.running) * ms for b in base]
     b_rm = [(b.removed - b.exited) * ms for b in base]
     print()
+    details = [
+        ("aegis: POST answered (accept)", accept),
+        ("aegis: RUNNING -> SUCCEEDED", tail),
+        ("aegis: SUCCEEDED -> client saw the end", seen),
+        ("bare: run(detach) returned -> wait() returned", b_exit),
+        ("bare: remove()", b_rm),
+    ]
     print(
         table(
-            [
-                ["aegis: POST answered (accept)", f"{pct(accept, 50):.0f}", f"{pct(accept, 90):.0f}"],
-                ["aegis: RUNNING -> SUCCEEDED", f"{pct(tail, 50):.0f}", f"{pct(tail, 90):.0f}"],
-                ["aegis: SUCCEEDED -> client saw the end", f"{pct(seen, 50):.0f}", f"{pct(seen, 90):.0f}"],
-                ["bare: run(detach) returned -> wait() returned", f"{pct(b_exit, 50):.0f}", f"{pct(b_exit, 90):.0f}"],
-                ["bare: remove()", f"{pct(b_rm, 50):.0f}", f"{pct(b_rm, 90):.0f}"],
-            ],
+            [[name, f"{pct(v, 50):.0f}", f"{pct(v, 90):.0f}"] for name, v in details],
             ["detail", "p50 ms", "p90 ms"],
         )
-    )  # fmt: skip
+    )
     print(
         f"\nmeans: aegis submit->RUNNING {statistics.mean(o_run):.0f} ms, ->SUCCEEDED "
         f"{statistics.mean(o_done):.0f} ms; bare {statistics.mean(b_run):.0f} / "

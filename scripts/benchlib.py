@@ -103,11 +103,8 @@ class Stack:
         up: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
             up = json.loads((home / "up.json").read_text())
-        api = (
-            env.get("AEGIS_API_URL")
-            or up.get("api_url")
-            or f"http://{env.get('AEGIS_API_HOST', '127.0.0.1')}:{env.get('AEGIS_API_PORT', '8080')}"
-        )
+        host, port = env.get("AEGIS_API_HOST", "127.0.0.1"), env.get("AEGIS_API_PORT", "8080")
+        api = env.get("AEGIS_API_URL") or up.get("api_url") or f"http://{host}:{port}"
         token = env.get("AEGIS_API_TOKEN") or ""
         if not token:
             path = home / "admin.token"
@@ -201,24 +198,28 @@ class Api:
         """Block until the execution is terminal: follow its event stream (pushed by the server),
         polling GET every 0.1 s only if the stream breaks. The final row is returned."""
         until = time.monotonic() + deadline_s
-        with contextlib.suppress(httpx.HTTPError):
-            with self.http.stream(
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            self.http.stream(
                 "GET",
                 f"/v1/executions/{execution_id}/watch",
                 params={"logs": "false"},
                 timeout=httpx.Timeout(10.0, read=deadline_s),
-            ) as stream:
-                for line in stream.iter_lines():
-                    if '"end"' in line and "end" in json.loads(line):
-                        break
-                    if time.monotonic() > until:
-                        break
+            ) as stream,
+        ):
+            for line in stream.iter_lines():
+                if '"end"' in line and "end" in json.loads(line):
+                    break
+                if time.monotonic() > until:
+                    break
         while True:
             rec = self.get(execution_id)
             if rec["state"] in TERMINAL:
                 return rec
             if time.monotonic() > until:
-                raise TimeoutError(f"execution {execution_id} still {rec['state']} after {deadline_s:g}s")
+                raise TimeoutError(
+                    f"execution {execution_id} still {rec['state']} after {deadline_s:g}s"
+                )
             time.sleep(0.1)
 
     def wait_state(
@@ -237,7 +238,9 @@ class Api:
                 elif rec["state"] in TERMINAL:
                     raise RuntimeError(f"execution {eid} ended {rec['state']}: {rec.get('reason')}")
             if pending and time.monotonic() > until:
-                raise TimeoutError(f"{len(pending)} executions not in {states} after {deadline_s:g}s")
+                raise TimeoutError(
+                    f"{len(pending)} executions not in {states} after {deadline_s:g}s"
+                )
             if pending:
                 time.sleep(0.2)
         return rows
@@ -516,8 +519,10 @@ class Classifier:
                 self.nodes[p.sid] = f"{role} {labels.get('aegis/node-id', p.sid)}"
             elif p.comm == "gcs_server" and f"--gcs_server_port={port}" in cmd:
                 self.nodes.setdefault(p.sid, "head")
-            elif p.comm == "postgres" and "-D" in p.args and _arg(p.args, "-p") == str(
-                self.stack.postgres_port
+            elif (
+                p.comm == "postgres"
+                and "-D" in p.args
+                and _arg(p.args, "-p") == str(self.stack.postgres_port)
             ):
                 self.postmaster = p.pid
 
@@ -680,9 +685,7 @@ def cpu_table(columns: dict[str, tuple[CpuWindow, int]]) -> str:
         if all(v < 0.0005 for v in vals):
             continue
         rows.append([comp, *(f"{v:.3f}" for v in vals)])
-    rows.append(
-        ["sum of processes", *(f"{w.attributed_s / n:.3f}" for w, n in columns.values())]
-    )
+    rows.append(["sum of processes", *(f"{w.attributed_s / n:.3f}" for w, n in columns.values())])
     rows.append(
         [
             "host busy (/proc/stat)",

@@ -86,10 +86,15 @@ class Ended:
     outcome: Outcome
     reason: str = ""
     exit_code: int | None = None
+    node_lost: bool = False
 
 
 class AttemptLost(Exception):
-    """The node, its agent for good, or the attempt's placement group went away."""
+    """The node (`node_lost`), or the attempt's container or placement group, went away."""
+
+    def __init__(self, reason: str, *, node_lost: bool = False) -> None:
+        super().__init__(reason)
+        self.node_lost = node_lost
 
 
 class Superseded(Exception):
@@ -121,7 +126,7 @@ class ExecutionActivities:
         try:
             placed = await self._place(rec, manifest)
         except AttemptLost as lost:
-            return await self._end(rec, Ended(Outcome.LOST, str(lost)))
+            return await self._end(rec, _lost_attempt(lost))
         except Superseded:
             return await self._as_is(eid, attempt)
         if isinstance(placed, str):
@@ -133,7 +138,7 @@ class ExecutionActivities:
             await self._teardown(eid, attempt, placed)
             raise
         except AttemptLost as lost:
-            ended = Ended(Outcome.LOST, str(lost))
+            ended = _lost_attempt(lost)
         except Superseded:
             await self._teardown(eid, attempt, placed)
             return await self._as_is(eid, attempt)
@@ -345,8 +350,8 @@ class ExecutionActivities:
                 return await getattr(agent, method).remote(*args)
             except (ActorUnavailableError, RayActorError) as err:
                 lost = await asyncio.to_thread(_lost, placed)
-                if lost:
-                    raise AttemptLost(lost) from err
+                if lost is not None:
+                    raise lost from err
                 log.info("node agent on %s unavailable (%s); retrying", placed.node_id, err)
             activity.heartbeat()
             await asyncio.sleep(1.0)
@@ -373,7 +378,8 @@ class ExecutionActivities:
         else:
             reason = ended.reason
             if ended.outcome == Outcome.LOST:
-                reason = f"node lost: {reason} (no retries left)"
+                what = "node lost" if ended.node_lost else "attempt lost"
+                reason = f"{what}: {reason} (no retries left)"
             state = S.FAILED if ended.outcome == Outcome.LOST else S(ended.outcome.value)
             await self._finish(eid, attempt, state, reason, ended.exit_code)
         return await self._as_is(eid, attempt)
@@ -429,16 +435,18 @@ def _ended(batch: Batch, timeout_s: float) -> Ended:
     return Ended(Outcome.FAILED, why, batch.exit_code)
 
 
-def _lost(placed: Placed) -> str | None:
+def _lost(placed: Placed) -> AttemptLost | None:
     """Why the attempt is lost, if it is: its node died or its group is gone."""
-    if not groups.node_alive(placed.ray_node_id):
-        return f"node {placed.node_id} lost"
     state = groups.state(placed.group)
+    if not groups.node_alive(placed.ray_node_id) or state == "RESCHEDULING":
+        return AttemptLost(f"node {placed.node_id} lost", node_lost=True)
     if state in (None, "REMOVED"):
-        return "placement group removed"
-    if state == "RESCHEDULING":
-        return f"node {placed.node_id} lost"
+        return AttemptLost("placement group removed")
     return None
+
+
+def _lost_attempt(lost: AttemptLost) -> Ended:
+    return Ended(Outcome.LOST, str(lost), node_lost=lost.node_lost)
 
 
 def _eligible(demand: Demand, view: ClusterView) -> list[str]:
