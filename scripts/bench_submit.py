@@ -15,15 +15,12 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import docker
 import yaml
 
-from aegis_ray.cli.main import api_url
-from aegis_ray.sdk.rest import AegisClient
-from aegis_ray.settings import Settings
+from aegis_ray import Client
 
 MANIFEST = Path(__file__).resolve().parent.parent / "examples" / "hello-agent.yaml"
 
@@ -33,19 +30,14 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def one_execution(c: AegisClient, text: str) -> tuple[float, float]:
+def one_execution(c: Client, text: str) -> tuple[float, float]:
     t0 = time.time()
     rec = c.submit(text, source=str(MANIFEST))
-    while True:
-        rec = c.get(rec["id"])
-        if rec["state"] in ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"):
-            break
+    while not (rec := c.get(rec.id)).finished:
         time.sleep(0.05)
-    if rec["state"] != "SUCCEEDED":
-        sys.exit(f"execution {rec['id']} ended {rec['state']}: {rec.get('reason')}")
-    running = datetime.fromisoformat(rec["started_at"]).timestamp()
-    finished = datetime.fromisoformat(rec["finished_at"]).timestamp()
-    return running - t0, finished - t0
+    if rec.state != "SUCCEEDED" or not rec.started_at or not rec.finished_at:
+        sys.exit(f"execution {rec.id} ended {rec.state}: {rec.reason}")
+    return rec.started_at.timestamp() - t0, rec.finished_at.timestamp() - t0
 
 
 def one_bare(client: docker.DockerClient, image: str, command: list[str]) -> tuple[float, float]:
@@ -75,9 +67,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10, help="executions per phase")
     ap.add_argument("-c", type=int, default=4, help="concurrent submitters in phase 2")
     args = ap.parse_args()
-    settings = Settings()
-    token = settings.api_token or settings.admin_token_path.read_text().strip()
-    c = AegisClient(api_url(settings), token)
+    c = Client.from_env("rest")
     text = MANIFEST.read_text()
     spec = yaml.safe_load(text)["spec"]["runtime"]
     dk = docker.from_env()

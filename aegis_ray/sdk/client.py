@@ -1,0 +1,180 @@
+"""`Client` and `AsyncClient`: the aegis API in Python, over REST or gRPC.
+
+    from aegis_ray import Client
+    client = Client.from_env()
+    print(client.run("examples/hello-agent.yaml").state)
+
+The methods are the operations of sdk/operations.py, written once for both clients; results are
+the contract's models (aegis_ray/contract), refusals the errors of sdk/errors.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Literal, Self, TypeVar
+
+from pydantic import BaseModel
+
+from aegis_ray.contract.executions import End, Event, Execution, LogLine, WatchItem
+from aegis_ray.sdk import discovery
+from aegis_ray.sdk.operations import Manifest, Operations, watch_args
+from aegis_ray.sdk.transport import AsyncTransport, Op, Request, Transport
+from aegis_ray.settings import Settings
+
+T = TypeVar("T", bound=BaseModel)
+Api = Literal["rest", "grpc"]
+WAIT_POLL_S = 0.5
+
+
+class Client(Operations):
+    """The aegis API over a transport (`Client.rest(...)`, `Client.grpc(...)`, `from_env()`)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    @classmethod
+    def rest(cls, url: str, token: str | None, *, timeout: float = 30.0) -> Self:
+        from aegis_ray.sdk.rest import RestTransport
+
+        return cls(RestTransport(url, token, timeout=timeout))
+
+    @classmethod
+    def grpc(cls, address: str, token: str | None, *, timeout: float = 30.0) -> Self:
+        from aegis_ray.sdk.grpc import GrpcTransport
+
+        return cls(GrpcTransport(address, token, timeout=timeout))
+
+    @classmethod
+    def from_env(cls, api: Api | None = None, *, timeout: float = 30.0) -> Self:
+        """The client the `aegis` CLI would use here (see sdk/discovery.py)."""
+        settings = Settings()
+        token = discovery.token(settings)
+        if (api or _api_from_env()) == "grpc":
+            return cls.grpc(discovery.grpc_address(settings), token, timeout=timeout)
+        return cls.rest(discovery.api_url(settings), token, timeout=timeout)
+
+    def send(self, request: Request[T]) -> T:
+        """Send one request; its reply body as the request's model."""
+        return request.result.model_validate(self.transport.call(request.op, request.args))
+
+    def watch(
+        self,
+        execution_id: str,
+        *,
+        after_event: int = 0,
+        after_log: int = 0,
+        events: bool = True,
+        logs: bool = True,
+    ) -> Iterator[Event | LogLine | End]:
+        """Events and log lines as they happen, in order; the last item is the `End`."""
+        args = watch_args(execution_id, after_event, after_log, events, logs)
+        for raw in self.transport.stream(Op.watch, args):
+            yield WatchItem.model_validate(raw).item
+
+    def logs(self, execution_id: str, *, after: int = 0) -> Iterator[LogLine]:
+        """Every output line stored so far, page by page (`watch` follows new ones)."""
+        while lines := self.log_page(execution_id, after=after).items:
+            yield from lines
+            after = lines[-1].id
+
+    def wait(self, execution_id: str, *, timeout: float | None = None) -> Execution:
+        """The execution once it has ended; TimeoutError after `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (execution := self.get(execution_id)).finished:
+            _check(deadline, execution)
+            time.sleep(WAIT_POLL_S)
+        return execution
+
+    def run(
+        self, manifest: Manifest, *, source: str | None = None, timeout: float | None = None
+    ) -> Execution:
+        """Submit a manifest and wait for the execution to end."""
+        return self.wait(self.submit(manifest, source=source).id, timeout=timeout)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(Operations):
+    """`Client` for asyncio: the same methods, awaited. REST only (httpx.AsyncClient)."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self.transport = transport
+
+    @classmethod
+    def rest(cls, url: str, token: str | None, *, timeout: float = 30.0) -> Self:
+        from aegis_ray.sdk.rest import AsyncRestTransport
+
+        return cls(AsyncRestTransport(url, token, timeout=timeout))
+
+    @classmethod
+    def from_env(cls, *, timeout: float = 30.0) -> Self:
+        """The REST API the `aegis` CLI would use here (see sdk/discovery.py)."""
+        settings = Settings()
+        return cls.rest(discovery.api_url(settings), discovery.token(settings), timeout=timeout)
+
+    async def send(self, request: Request[T]) -> T:
+        body = await self.transport.call(request.op, request.args)
+        return request.result.model_validate(body)
+
+    async def watch(
+        self,
+        execution_id: str,
+        *,
+        after_event: int = 0,
+        after_log: int = 0,
+        events: bool = True,
+        logs: bool = True,
+    ) -> AsyncIterator[Event | LogLine | End]:
+        args = watch_args(execution_id, after_event, after_log, events, logs)
+        async for raw in self.transport.stream(Op.watch, args):
+            yield WatchItem.model_validate(raw).item
+
+    async def logs(self, execution_id: str, *, after: int = 0) -> AsyncIterator[LogLine]:
+        while lines := (await self.log_page(execution_id, after=after)).items:
+            for line in lines:
+                yield line
+            after = lines[-1].id
+
+    async def wait(self, execution_id: str, *, timeout: float | None = None) -> Execution:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (execution := await self.get(execution_id)).finished:
+            _check(deadline, execution)
+            await asyncio.sleep(WAIT_POLL_S)
+        return execution
+
+    async def run(
+        self, manifest: Manifest, *, source: str | None = None, timeout: float | None = None
+    ) -> Execution:
+        submitted = await self.submit(manifest, source=source)
+        return await self.wait(submitted.id, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _api_from_env() -> Api:
+    api = os.environ.get("AEGIS_API", "rest")
+    if api not in ("rest", "grpc"):
+        raise ValueError(f"AEGIS_API={api!r}: accepted are rest, grpc")
+    return "grpc" if api == "grpc" else "rest"
+
+
+def _check(deadline: float | None, execution: Execution) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise TimeoutError(f"execution {execution.id} still {execution.state} after the timeout")
