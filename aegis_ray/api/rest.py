@@ -25,15 +25,7 @@ from aegis_ray.api.deps import CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
 from aegis_ray.api.openapi import MANIFEST_BODY, ndjson_of, refusals, with_extra_schemas
-from aegis_ray.contract.cluster import Health
-from aegis_ray.contract.executions import (
-    Cancelled,
-    EventPage,
-    Execution,
-    ExecutionPage,
-    LogPage,
-    PlanResult,
-)
+from aegis_ray.contract import cluster, executions
 
 
 class NDJSONResponse(StreamingResponse):
@@ -98,8 +90,8 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/health",
         tags=["cluster"],
-        response_model=Health,
-        responses={503: {"model": Health, "description": "a dependency does not answer"}},
+        response_model=cluster.Health,
+        responses={503: {"model": cluster.Health, "description": "a dependency does not answer"}},
         **common,
     )
     async def health(p: PlaneDep) -> JSONResponse:
@@ -109,7 +101,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/plan",
         tags=["executions"],
-        response_model=PlanResult,
+        response_model=executions.PlanResult,
         openapi_extra=MANIFEST_BODY,
         responses=refusals(413, 422),
         **common,
@@ -124,7 +116,7 @@ def _install_routes(app: FastAPI) -> None:
         "/v1/executions",
         status_code=201,
         tags=["executions"],
-        response_model=Execution,
+        response_model=executions.Execution,
         openapi_extra=MANIFEST_BODY,
         responses=refusals(413, 422),
         **common,
@@ -138,7 +130,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/v1/executions",
         tags=["executions"],
-        response_model=ExecutionPage,
+        response_model=executions.ExecutionPage,
         responses=refusals(),
         **common,
     )
@@ -156,7 +148,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/v1/executions/{execution_id}",
         tags=["executions"],
-        response_model=Execution,
+        response_model=executions.Execution,
         responses=refusals(404),
         **common,
     )
@@ -166,7 +158,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/v1/executions/{execution_id}/events",
         tags=["executions"],
-        response_model=EventPage,
+        response_model=executions.EventPage,
         responses=refusals(404) | ndjson_of("Event", "FollowEnd"),
         **common,
     )
@@ -182,7 +174,7 @@ def _install_routes(app: FastAPI) -> None:
     @app.get(
         "/v1/executions/{execution_id}/logs",
         tags=["executions"],
-        response_model=LogPage,
+        response_model=executions.LogPage,
         responses=refusals(404) | ndjson_of("LogLine", "FollowEnd"),
         **common,
     )
@@ -232,7 +224,7 @@ def _install_routes(app: FastAPI) -> None:
         "/v1/executions/{execution_id}/cancel",
         status_code=202,
         tags=["executions"],
-        response_model=Cancelled,
+        response_model=executions.Cancelled,
         responses=refusals(404, 409),
         **common,
     )

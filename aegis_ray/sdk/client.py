@@ -14,7 +14,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
@@ -29,17 +29,28 @@ Api = Literal["rest", "grpc"]
 WAIT_POLL_S = 0.5
 
 
-class Client(Operations):
-    """The aegis API over a transport (`Client.rest(...)`, `Client.grpc(...)`, `from_env()`)."""
+class _Client(Operations):
+    """What both clients share besides the operations: a transport, and how to make one."""
 
-    def __init__(self, transport: Transport) -> None:
+    #: The class in sdk/rest.py that carries this client's requests over HTTP.
+    _rest_transport: ClassVar[str]
+
+    def __init__(self, transport: Any) -> None:
         self.transport = transport
 
     @classmethod
     def rest(cls, url: str, token: str | None, *, timeout: float = 30.0) -> Self:
-        from aegis_ray.sdk.rest import RestTransport
+        """A client of the REST API at `url` (http://host:8080) with this bearer token."""
+        from aegis_ray.sdk import rest
 
-        return cls(RestTransport(url, token, timeout=timeout))
+        return cls(getattr(rest, cls._rest_transport)(url, token, timeout=timeout))
+
+
+class Client(_Client):
+    """The aegis API over a transport (`Client.rest(...)`, `Client.grpc(...)`, `from_env()`)."""
+
+    _rest_transport = "RestTransport"
+    transport: Transport
 
     @classmethod
     def grpc(cls, address: str, token: str | None, *, timeout: float = 30.0) -> Self:
@@ -104,17 +115,11 @@ class Client(Operations):
         self.close()
 
 
-class AsyncClient(Operations):
+class AsyncClient(_Client):
     """`Client` for asyncio: the same methods, awaited. REST only (httpx.AsyncClient)."""
 
-    def __init__(self, transport: AsyncTransport) -> None:
-        self.transport = transport
-
-    @classmethod
-    def rest(cls, url: str, token: str | None, *, timeout: float = 30.0) -> Self:
-        from aegis_ray.sdk.rest import AsyncRestTransport
-
-        return cls(AsyncRestTransport(url, token, timeout=timeout))
+    _rest_transport = "AsyncRestTransport"
+    transport: AsyncTransport
 
     @classmethod
     def from_env(cls, *, timeout: float = 30.0) -> Self:

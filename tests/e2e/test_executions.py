@@ -329,3 +329,64 @@ def test_execution_survives_a_restart_of_the_control_plane_worker(stack: Stack) 
     assert final["attempt"] == 1
     lines = [r["line"] for r in c.log_page(rec["id"]).to_json()["items"]]
     assert "begin" in lines and "end" in lines
+
+
+def test_docs_page_needs_no_cdn_its_assets_are_served_by_the_api(stack: Stack) -> None:
+    import re
+
+    page = httpx.get(f"{stack.api_url}/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert assets and all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        assert httpx.get(f"{stack.api_url}{url}").status_code == 200, url
+    doc = httpx.get(f"{stack.api_url}/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_cli_names_the_parameter_fastapi_refuses(stack: Stack) -> None:
+    done = stack.aegis("list", "--limit", "0")
+    assert done.returncode == 2
+    assert "query.limit" in done.stderr and "HTTP 422 (HTTP 422)" not in done.stderr
+
+
+def test_readme_sdk_example_runs_as_written(stack: Stack) -> None:
+    import re
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Python SDK") :]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
+    assert len(code.strip().splitlines()) == 3, code
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=stack.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "SUCCEEDED"
+
+
+def test_async_client_runs_an_agent_and_reads_its_output(stack: Stack) -> None:
+    import asyncio
+
+    from aegis_ray import AsyncClient
+    from aegis_ray.contract.executions import End, LogLine
+
+    async def run() -> tuple[str, list[str], list[object]]:
+        async with AsyncClient.rest(stack.api_url, stack.token) as c:
+            rec = await c.run(agent_yaml("async-agent", "echo from-async"), timeout=120)
+            lines = [ln.line async for ln in c.logs(rec.id)]
+            items = [item async for item in c.watch(rec.id)]
+            return rec.state, lines, items
+
+    state, lines, items = asyncio.run(run())
+    assert state == "SUCCEEDED" and lines == ["from-async"]
+    assert isinstance(items[-1], End) and items[-1].state == "SUCCEEDED"
+    assert [i.line for i in items if isinstance(i, LogLine)] == ["from-async"]

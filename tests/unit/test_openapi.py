@@ -109,3 +109,44 @@ def test_docs_page_loads_its_assets_from_the_app_itself() -> None:
     assert "swagger-ui-bundle.js" in page.text
     for url in assets:
         assert client.get(url).status_code == 200, url
+
+
+class _Plane:
+    """Stands in for the ControlPlane: every token is an admin's."""
+
+    async def authenticate(self, secret: str | None, roles: tuple[str, ...]) -> Any:
+        from aegis_ray.api.auth import Caller, TokenCache
+        from aegis_ray.api.control_plane import ControlPlane
+
+        if secret != "good":
+            return await ControlPlane(None, TokenCache()).authenticate(secret, roles)  # type: ignore[arg-type]
+        return Caller(tenant_id="t", role="admin")
+
+
+def _client() -> Any:
+    from fastapi.testclient import TestClient
+
+    app = create_app()
+    app.state.plane = _Plane()
+    return TestClient(app)
+
+
+def test_request_validation_is_answered_in_the_error_shape_naming_the_field() -> None:
+    client = _client()
+    auth = {"Authorization": "Bearer good"}
+    r = client.get("/v1/executions", params={"limit": 0}, headers=auth)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["error"] == "bad_request" and body["message"].startswith("query.limit: ")
+    assert body["problems"][0]["path"] == "query.limit" and body["problems"][0]["value"] == "0"
+    r = client.post("/v1/tokens", json={"role": "join", "ttl_s": -1}, headers=auth)
+    assert r.status_code == 400 and r.json()["problems"][0]["path"] == "body.ttl_s"
+
+
+def test_a_missing_or_malformed_bearer_token_gets_the_401_body() -> None:
+    client = _client()
+    for headers in ({}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer   "}):
+        r = client.get("/v1/executions", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json() == {"error": "unauthenticated", "message": "missing bearer token"}
+        assert r.headers["www-authenticate"] == "Bearer"
