@@ -10,7 +10,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from aegis_ray.contract.errors import ErrorBody
-from aegis_ray.contract.executions import FollowEnd, WatchItem
+from aegis_ray.contract.executions import MANIFEST_MEDIA_TYPES, FollowEnd, WatchItem
 from aegis_ray.core.models.agent import AgentManifest
 
 _REF = "#/components/schemas/{model}"
@@ -20,10 +20,10 @@ MANIFEST_BODY: dict[str, Any] = {
         "required": True,
         "description": "An Agent manifest, as YAML or as JSON (`aegis schema agent`).",
         "content": {
-            "application/yaml": {
+            MANIFEST_MEDIA_TYPES["yaml"]: {
                 "schema": {"type": "string", "description": "the manifest's YAML text"}
             },
-            "application/json": {"schema": {"$ref": _REF.format(model="AgentManifest")}},
+            MANIFEST_MEDIA_TYPES["json"]: {"schema": {"$ref": _REF.format(model="AgentManifest")}},
         },
     }
 }

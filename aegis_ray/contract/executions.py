@@ -10,6 +10,10 @@ from pydantic import Field
 from aegis_ray.contract.body import Body, Timestamp
 from aegis_ray.core.models.execution import ExecutionState, is_terminal
 
+# The body of a submission or a plan: an Agent manifest (aegis_ray/core/models/agent.py,
+# `aegis schema agent`) as YAML text or as JSON; the server reads either by its content.
+MANIFEST_MEDIA_TYPES = {"yaml": "application/yaml", "json": "application/json"}
+
 
 class Attempt(Body):
     execution_id: str

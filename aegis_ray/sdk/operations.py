@@ -27,6 +27,7 @@ from aegis_ray.contract.cluster import (
     Token,
 )
 from aegis_ray.contract.executions import (
+    MANIFEST_MEDIA_TYPES,
     Cancelled,
     EventPage,
     Execution,
@@ -79,11 +80,11 @@ def manifest_text(manifest: Manifest, source: str | None) -> tuple[str, str, str
     A str with a line break (or a JSON object) is the manifest's text; any other str or
     path names a file."""
     if isinstance(manifest, dict):
-        return json.dumps(manifest), source or "<dict>", "application/json"
+        return json.dumps(manifest), source or "<dict>", MANIFEST_MEDIA_TYPES["json"]
     if isinstance(manifest, str) and ("\n" in manifest or manifest.lstrip().startswith("{")):
-        return manifest, source or "<text>", "application/yaml"
+        return manifest, source or "<text>", MANIFEST_MEDIA_TYPES["yaml"]
     path = Path(manifest)
-    return path.read_text(), source or str(path), "application/yaml"
+    return path.read_text(), source or str(path), MANIFEST_MEDIA_TYPES["yaml"]
 
 
 def _manifest_args(manifest: Manifest, source: str | None) -> dict[str, Any]:

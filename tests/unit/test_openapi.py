@@ -150,3 +150,24 @@ def test_a_missing_or_malformed_bearer_token_gets_the_401_body() -> None:
         assert r.status_code == 401, headers
         assert r.json() == {"error": "unauthenticated", "message": "missing bearer token"}
         assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_contract_declares_every_field_the_store_returns() -> None:
+    """Bodies are built from the store's records: a column added there must be added to the
+    contract (else REST would pass it undeclared and the OpenAPI document would not show it)."""
+    import dataclasses
+
+    from aegis_ray.adapters.postgres import records
+    from aegis_ray.contract import cluster, executions
+
+    pairs = [
+        (records.ExecutionRecord, executions.Execution),
+        (records.AttemptRecord, executions.Attempt),
+        (records.EventRecord, executions.Event),
+        (records.LogRecord, executions.LogLine),
+        (records.NodeRecord, cluster.NodeRecord),
+    ]
+    for record, model in pairs:
+        stored = [f.name for f in dataclasses.fields(record)]
+        declared = [name for name in model.model_fields if name in stored]
+        assert declared == stored, (record.__name__, set(stored) - set(declared))
