@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
-from aegis_ray.contract.executions import End, Event, Execution, LogLine, WatchItem
+from aegis_ray.contract.executions import Execution, LogLine, WatchItem
 from aegis_ray.sdk import discovery
-from aegis_ray.sdk.operations import Manifest, Operations, watch_args
-from aegis_ray.sdk.transport import AsyncTransport, Op, Request, Transport
+from aegis_ray.sdk.operations import Item, Manifest, Operations
+from aegis_ray.sdk.transport import AsyncTransport, Request, Transport
 from aegis_ray.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
@@ -71,19 +71,10 @@ class Client(_Client):
         """Send one request; its reply body as the request's model."""
         return request.result.model_validate(self.transport.call(request.op, request.args))
 
-    def watch(
-        self,
-        execution_id: str,
-        *,
-        after_event: int = 0,
-        after_log: int = 0,
-        events: bool = True,
-        logs: bool = True,
-    ) -> Iterator[Event | LogLine | End]:
-        """Events and log lines as they happen, in order; the last item is the `End`."""
-        args = watch_args(execution_id, after_event, after_log, events, logs)
-        for raw in self.transport.stream(Op.watch, args):
-            yield WatchItem.model_validate(raw).item
+    def items(self, request: Request[WatchItem]) -> Iterator[Item]:
+        """The items of a stream (watch), as they come."""
+        for raw in self.transport.stream(request.op, request.args):
+            yield request.result.model_validate(raw).item
 
     def logs(self, execution_id: str, *, after: int = 0) -> Iterator[LogLine]:
         """Every output line stored so far, page by page (`watch` follows new ones)."""
@@ -131,18 +122,9 @@ class AsyncClient(_Client):
         body = await self.transport.call(request.op, request.args)
         return request.result.model_validate(body)
 
-    async def watch(
-        self,
-        execution_id: str,
-        *,
-        after_event: int = 0,
-        after_log: int = 0,
-        events: bool = True,
-        logs: bool = True,
-    ) -> AsyncIterator[Event | LogLine | End]:
-        args = watch_args(execution_id, after_event, after_log, events, logs)
-        async for raw in self.transport.stream(Op.watch, args):
-            yield WatchItem.model_validate(raw).item
+    async def items(self, request: Request[WatchItem]) -> AsyncIterator[Item]:
+        async for raw in self.transport.stream(request.op, request.args):
+            yield request.result.model_validate(raw).item
 
     async def logs(self, execution_id: str, *, after: int = 0) -> AsyncIterator[LogLine]:
         while lines := (await self.log_page(execution_id, after=after)).items:

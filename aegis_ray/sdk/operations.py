@@ -3,7 +3,8 @@
 An operation here is a function from the caller's arguments to a `Request` (which operation,
 with which arguments, answered by which contract model). The `operation` decorator makes it a
 method of both clients: `Client.get(id)` returns the `Execution`, `AsyncClient.get(id)` an
-awaitable of it; each client sends the request through its transport.
+awaitable of it; each client sends the request through its transport. `watch_operation` does
+the same for the one stream, `watch`: an iterator of its items, or an async iterator.
 """
 
 from __future__ import annotations
@@ -12,29 +13,13 @@ import builtins
 import functools
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, ParamSpec, TypeVar, overload
 
 from pydantic import BaseModel
 
-from aegis_ray.contract.cluster import (
-    ClusterStatus,
-    Health,
-    Node,
-    NodePage,
-    NodeRecord,
-    Token,
-)
-from aegis_ray.contract.executions import (
-    MANIFEST_MEDIA_TYPES,
-    Cancelled,
-    EventPage,
-    Execution,
-    ExecutionPage,
-    LogPage,
-    PlanResult,
-)
+from aegis_ray.contract import cluster, executions
 from aegis_ray.sdk.transport import Op, Request
 
 if TYPE_CHECKING:
@@ -42,16 +27,37 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T", bound=BaseModel)
+MEDIA = executions.MANIFEST_MEDIA_TYPES
+#: What a watch yields.
+Item = executions.Event | executions.LogLine | executions.End
 #: A manifest: a file path, its YAML (or JSON) text, or the document as a dict.
 Manifest = str | os.PathLike[str] | dict[str, Any]
 
 
-class operation(Generic[P, T]):  # noqa: N801 - used as a decorator
-    """A method of both clients built from one request function."""
+class _Method(Generic[P, T]):
+    """A method of both clients built from one request function; `via` names the client's
+    method that sends the request (`send`: the reply, `items`: a stream's items)."""
+
+    via: ClassVar[str]
 
     def __init__(self, build: Callable[P, Request[T]]) -> None:
         self.build = build
         self.__doc__ = build.__doc__
+
+    def bind(self, client: Any) -> Any:
+        build, send = self.build, getattr(client, self.via)
+
+        @functools.wraps(build)
+        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return send(build(*args, **kwargs))
+
+        return method
+
+
+class operation(_Method[P, T]):  # noqa: N801 - used as a decorator
+    """A unary operation: the reply (`Client`) or an awaitable of it (`AsyncClient`)."""
+
+    via = "send"
 
     @overload
     def __get__(self, client: Client, owner: type) -> Callable[P, T]: ...
@@ -63,15 +69,25 @@ class operation(Generic[P, T]):  # noqa: N801 - used as a decorator
     def __get__(self, client: None, owner: type) -> operation[P, T]: ...
 
     def __get__(self, client: Any, owner: type) -> Any:
-        if client is None:
-            return self
-        build = self.build
+        return self if client is None else self.bind(client)
 
-        @functools.wraps(build)
-        def method(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return client.send(build(*args, **kwargs))
 
-        return method
+class watch_operation(_Method[P, executions.WatchItem]):  # noqa: N801 - used as a decorator
+    """The stream: an iterator (`Client`) or async iterator (`AsyncClient`) of its items."""
+
+    via = "items"
+
+    @overload
+    def __get__(self, client: Client, owner: type) -> Callable[P, Iterator[Item]]: ...
+
+    @overload
+    def __get__(self, client: AsyncClient, owner: type) -> Callable[P, AsyncIterator[Item]]: ...
+
+    @overload
+    def __get__(self, client: None, owner: type) -> watch_operation[P]: ...
+
+    def __get__(self, client: Any, owner: type) -> Any:
+        return self if client is None else self.bind(client)
 
 
 def manifest_text(manifest: Manifest, source: str | None) -> tuple[str, str, str]:
@@ -80,11 +96,11 @@ def manifest_text(manifest: Manifest, source: str | None) -> tuple[str, str, str
     A str with a line break (or a JSON object) is the manifest's text; any other str or
     path names a file."""
     if isinstance(manifest, dict):
-        return json.dumps(manifest), source or "<dict>", MANIFEST_MEDIA_TYPES["json"]
+        return json.dumps(manifest), source or "<dict>", MEDIA["json"]
     if isinstance(manifest, str) and ("\n" in manifest or manifest.lstrip().startswith("{")):
-        return manifest, source or "<text>", MANIFEST_MEDIA_TYPES["yaml"]
+        return manifest, source or "<text>", MEDIA["yaml"]
     path = Path(manifest)
-    return path.read_text(), source or str(path), MANIFEST_MEDIA_TYPES["yaml"]
+    return path.read_text(), source or str(path), MEDIA["yaml"]
 
 
 def _manifest_args(manifest: Manifest, source: str | None) -> dict[str, Any]:
@@ -92,35 +108,23 @@ def _manifest_args(manifest: Manifest, source: str | None) -> dict[str, Any]:
     return {"text": text, "source": source, "media_type": media_type}
 
 
-def watch_args(
-    execution_id: str, after_event: int, after_log: int, events: bool, logs: bool
-) -> dict[str, Any]:
-    return {
-        "execution_id": execution_id,
-        "after_event": after_event,
-        "after_log": after_log,
-        "events": events,
-        "logs": logs,
-    }
-
-
 class Operations:
     """The methods both clients share (see the module's docstring)."""
 
     @operation
-    def health() -> Request[Health]:
+    def health() -> Request[cluster.Health]:
         """Whether the API and its database, Temporal and worker answer (no token needed)."""
-        return Request(Op.health, Health)
+        return Request(Op.health, cluster.Health)
 
     @operation
-    def submit(manifest: Manifest, *, source: str | None = None) -> Request[Execution]:
+    def submit(manifest: Manifest, *, source: str | None = None) -> Request[executions.Execution]:
         """Submit an Agent manifest (path, YAML text or dict); returns the stored execution."""
-        return Request(Op.submit, Execution, _manifest_args(manifest, source))
+        return Request(Op.submit, executions.Execution, _manifest_args(manifest, source))
 
     @operation
-    def plan(manifest: Manifest, *, source: str | None = None) -> Request[PlanResult]:
+    def plan(manifest: Manifest, *, source: str | None = None) -> Request[executions.PlanResult]:
         """Dry run: which nodes could take this manifest, and why the others cannot."""
-        return Request(Op.plan, PlanResult, _manifest_args(manifest, source))
+        return Request(Op.plan, executions.PlanResult, _manifest_args(manifest, source))
 
     @operation
     def list(
@@ -129,64 +133,79 @@ class Operations:
         name: str | None = None,
         limit: int = 50,
         before: str | None = None,
-    ) -> Request[ExecutionPage]:
+    ) -> Request[executions.ExecutionPage]:
         """A page of executions, newest first (`before`: the previous page's next_before)."""
         args = {"states": states, "name": name, "limit": limit, "before": before}
-        return Request(Op.list, ExecutionPage, args)
+        return Request(Op.list, executions.ExecutionPage, args)
 
     @operation
-    def get(execution_id: str) -> Request[Execution]:
+    def get(execution_id: str) -> Request[executions.Execution]:
         """One execution with its attempts."""
-        return Request(Op.get, Execution, {"execution_id": execution_id})
+        return Request(Op.get, executions.Execution, {"execution_id": execution_id})
 
     @operation
-    def events(execution_id: str, *, after: int = 0) -> Request[EventPage]:
+    def events(execution_id: str, *, after: int = 0) -> Request[executions.EventPage]:
         """An execution's state changes and notes (after the event id `after`)."""
-        return Request(Op.events, EventPage, {"execution_id": execution_id, "after": after})
+        args = {"execution_id": execution_id, "after": after}
+        return Request(Op.events, executions.EventPage, args)
 
     @operation
     def log_page(
         execution_id: str, *, after: int = 0, limit: int | None = None
-    ) -> Request[LogPage]:
+    ) -> Request[executions.LogPage]:
         """One page of an execution's output lines (after the line id `after`)."""
         args = {"execution_id": execution_id, "after": after, "limit": limit}
-        return Request(Op.logs, LogPage, args)
+        return Request(Op.logs, executions.LogPage, args)
+
+    @watch_operation
+    def watch(
+        execution_id: str,
+        *,
+        after_event: int = 0,
+        after_log: int = 0,
+        events: bool = True,
+        logs: bool = True,
+    ) -> Request[executions.WatchItem]:
+        """Events and log lines as they happen, in order; the last item is the `End`."""
+        args = {"execution_id": execution_id, "after_event": after_event}
+        args |= {"after_log": after_log, "events": events, "logs": logs}
+        return Request(Op.watch, executions.WatchItem, args)
 
     @operation
-    def cancel(execution_id: str) -> Request[Cancelled]:
+    def cancel(execution_id: str) -> Request[executions.Cancelled]:
         """Cancel an execution: its container is stopped and it ends CANCELLED."""
-        return Request(Op.cancel, Cancelled, {"execution_id": execution_id})
+        return Request(Op.cancel, executions.Cancelled, {"execution_id": execution_id})
 
     @operation
-    def nodes() -> Request[NodePage]:
+    def nodes() -> Request[cluster.NodePage]:
         """The cluster's nodes with role, tags, free capacity and executions."""
-        return Request(Op.nodes, NodePage)
+        return Request(Op.nodes, cluster.NodePage)
 
     @operation
-    def node(node_id: str) -> Request[Node]:
-        return Request(Op.node, Node, {"node_id": node_id})
+    def node(node_id: str) -> Request[cluster.Node]:
+        return Request(Op.node, cluster.Node, {"node_id": node_id})
 
     @operation
-    def drain(node_id: str) -> Request[NodeRecord]:
+    def drain(node_id: str) -> Request[cluster.NodeRecord]:
         """Give a node no new work (admin); what runs there finishes."""
-        return Request(Op.drain, NodeRecord, {"node_id": node_id})
+        return Request(Op.drain, cluster.NodeRecord, {"node_id": node_id})
 
     @operation
-    def undrain(node_id: str) -> Request[NodeRecord]:
-        return Request(Op.undrain, NodeRecord, {"node_id": node_id})
+    def undrain(node_id: str) -> Request[cluster.NodeRecord]:
+        return Request(Op.undrain, cluster.NodeRecord, {"node_id": node_id})
 
     @operation
-    def heartbeat(node_id: str) -> Request[NodeRecord]:
-        return Request(Op.heartbeat, NodeRecord, {"node_id": node_id})
+    def heartbeat(node_id: str) -> Request[cluster.NodeRecord]:
+        return Request(Op.heartbeat, cluster.NodeRecord, {"node_id": node_id})
 
     @operation
-    def cluster_status() -> Request[ClusterStatus]:
-        return Request(Op.cluster_status, ClusterStatus)
+    def cluster_status() -> Request[cluster.ClusterStatus]:
+        return Request(Op.cluster_status, cluster.ClusterStatus)
 
     @operation
     def create_token(
         *, role: Literal["join", "user"] = "user", ttl_s: float = 3600.0, description: str = ""
-    ) -> Request[Token]:
+    ) -> Request[cluster.Token]:
         """Issue a token (admin): `join` for nodes, `user` for the execution API."""
         args = {"role": role, "ttl_s": ttl_s, "description": description}
-        return Request(Op.create_token, Token, args)
+        return Request(Op.create_token, cluster.Token, args)
