@@ -18,10 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aegis_ray.cli.main import api_url, grpc_address
-from aegis_ray.sdk.grpc import GrpcAegisClient
-from aegis_ray.sdk.rest import AegisClient
-from aegis_ray.settings import Settings
+from aegis_ray import Client
+from aegis_ray.contract.executions import End
 
 MANIFEST = Path(__file__).resolve().parent.parent / "examples" / "hello-agent.yaml"
 
@@ -44,9 +42,9 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
 def submit_and_watch(c: Any, text: str) -> float:
     t0 = time.perf_counter()
     rec = c.submit(text, source=str(MANIFEST))
-    for item in c.watch(rec["id"]):
-        if "end" in item:
-            assert item["end"]["state"] == "SUCCEEDED", item
+    for item in c.watch(rec.id):
+        if isinstance(item, End):
+            assert item.state == "SUCCEEDED", item
     return (time.perf_counter() - t0) * 1000
 
 
@@ -55,14 +53,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="round trips per call and transport")
     parser.add_argument("--executions", type=int, default=5, help="submit+watch per transport")
     args = parser.parse_args()
-    settings = Settings()
-    token = settings.api_token or settings.admin_token_path.read_text().strip()
-    clients = {
-        "REST": AegisClient(api_url(settings), token),
-        "gRPC": GrpcAegisClient(grpc_address(settings), token),
-    }
+    clients = {"REST": Client.from_env("rest"), "gRPC": Client.from_env("grpc")}
     text = MANIFEST.read_text()
-    eid = clients["REST"].submit(text, source=str(MANIFEST))["id"]
+    eid = clients["REST"].submit(text, source=str(MANIFEST)).id
     calls: dict[str, Callable[[Any], Any]] = {
         "GetExecution": lambda c: c.get(eid),
         "ListExecutions(10)": lambda c: c.list(limit=10),

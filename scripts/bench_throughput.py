@@ -89,7 +89,7 @@ def main() -> None:
     meter.start()
     time.sleep(max(0.0, min(args.idle_s, 120.0)))
     idle = meter.stop()
-    ours_idle = idle.attributed_s - idle.by_component.get(OTHER, 0.0)
+    ours_idle = idle.stack_s
     print(
         f"idle window {idle.seconds:.0f} s: host busy {idle.host_busy_s / idle.seconds:.2f} cores, "
         f"of which this stack + Docker {ours_idle / idle.seconds:.2f}, "

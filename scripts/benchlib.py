@@ -571,9 +571,10 @@ class Classifier:
             return KERNEL
         return OTHER
 
-    def ours(self, component: str) -> bool:
-        """Part of this stack or of Docker (what a per-component sum should cover)."""
-        return component not in (OTHER, KERNEL, CLIENT)
+
+def is_stack(component: str) -> bool:
+    """Part of this stack or of Docker: not another process, a kernel thread or the client."""
+    return component not in (OTHER, KERNEL, CLIENT)
 
 
 # -- CPU over a window -----------------------------------------------------------------------
@@ -589,6 +590,11 @@ class CpuWindow:
     @property
     def attributed_s(self) -> float:
         return sum(self.by_component.values())
+
+    @property
+    def stack_s(self) -> float:
+        """CPU-s of this stack and Docker (see is_stack)."""
+        return sum(v for k, v in self.by_component.items() if is_stack(k))
 
 
 class CpuMeter:
@@ -633,6 +639,23 @@ class CpuMeter:
                 by[REAPED] += kids / TICK
             else:
                 by[comp] += (own + kids) / TICK
+        # A process there at the start that has ended was reaped by the first of its ancestors
+        # still alive (PID 1 for orphans): its whole life's CPU landed there, but only what it
+        # spent after the start belongs to this window.
+        alive = {p.key for p in procs1.values()}
+        for d in self._procs0.values():
+            if d.key in alive:
+                continue
+            reaper = self._procs0.get(d.ppid)
+            hops = 0
+            while reaper is not None and reaper.key not in alive and hops < 64:
+                reaper = self._procs0.get(reaper.ppid)
+                hops += 1
+            if reaper is None or reaper.pid == 1 or reaper.key not in alive:
+                bucket = REAPED
+            else:
+                bucket = cls.component(procs1[reaper.pid])
+            by[bucket] -= (d.own + d.children) / TICK
         return CpuWindow(
             seconds=t1 - self._t0,
             host_busy_s=(busy1 - self._busy0) / TICK,

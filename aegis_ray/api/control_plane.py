@@ -2,8 +2,9 @@
 
 REST (aegis_ray/api/rest.py, nodes.py) and gRPC (aegis_ray/api/grpc_api.py) are thin layers
 over this class: both authenticate with `authenticate`, call one method, and turn an
-`ApiProblem` into their own status. Results are the REST API's JSON bodies (plain dicts); the
-gRPC layer converts them to messages field by field, so both transports carry the same data.
+`ApiProblem` into their own status. Results are the REST API's JSON bodies, shaped as the
+contract's models (aegis_ray/contract), which REST declares and checks as its response models;
+the gRPC layer converts them to messages field by field, so both transports carry the same data.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from aegis_ray import __version__
@@ -23,11 +23,12 @@ from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
 from aegis_ray.api.auth import Caller, TokenCache
 from aegis_ray.api.context import Connections, TemporalUnavailable
 from aegis_ray.api.errors import ApiProblem, not_found
+from aegis_ray.contract.cluster import NodeIdentity, TokenRequest
 from aegis_ray.core.interleave import Interleaver
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
 from aegis_ray.core.models.loading import parse_agent
-from aegis_ray.core.models.node import NodeSection, NodeStatus, NodeType
+from aegis_ray.core.models.node import NodeStatus, NodeType
 from aegis_ray.core.naming import WORKFLOW_NAME, workflow_id
 from aegis_ray.core.placement.demand import demand_of
 from aegis_ray.core.placement.dimensions import Resources
@@ -40,24 +41,6 @@ USERS = ("admin", "user")
 ADMINS = ("admin",)
 JOINERS = ("join",)
 NODES = ("join", "admin")
-
-
-class NodeIdentity(BaseModel):
-    """What a node says about itself when it registers (the seed's NodeIdentity)."""
-
-    model_config = ConfigDict(extra="forbid")
-    node: NodeSection
-    ray_node_id: str | None = None
-    address: str | None = None
-    version: str = __version__
-
-
-class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Literal["join", "user"] = "join"
-    ttl_s: float | None = Field(default=3600.0, gt=0, le=365 * 86400)
-    description: str = ""
-    tenant_id: str | None = None
 
 
 def read_manifest(data: str | bytes | dict[str, Any], source: str) -> AgentManifest:

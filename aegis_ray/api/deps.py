@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from aegis_ray.api.auth import Caller, bearer_secret
+from aegis_ray.api.auth import Caller
 from aegis_ray.api.control_plane import ADMINS, JOINERS, NODES, USERS, ControlPlane
+
+# Declares the scheme in OpenAPI (/docs has "Authorize"); the control plane gives the refusal,
+# so a missing or malformed header gets the same 401 body as a wrong token.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="an API token: the admin token `aegis up` writes, or `aegis token create`",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
 def plane(request: Request) -> ControlPlane:
@@ -15,28 +25,28 @@ def plane(request: Request) -> ControlPlane:
     return p
 
 
-async def _verified(request: Request, roles: tuple[str, ...]) -> Caller:
-    secret = bearer_secret(request.headers.get("authorization"))
-    return await plane(request).authenticate(secret, roles)
+async def _verified(request: Request, creds: Credentials, roles: tuple[str, ...]) -> Caller:
+    secret = creds.credentials.strip() if creds else None
+    return await plane(request).authenticate(secret or None, roles)
 
 
-async def caller(request: Request) -> Caller:
+async def caller(request: Request, creds: Credentials) -> Caller:
     """A user of the execution API (admin or user token)."""
-    return await _verified(request, USERS)
+    return await _verified(request, creds, USERS)
 
 
-async def admin(request: Request) -> Caller:
-    return await _verified(request, ADMINS)
+async def admin(request: Request, creds: Credentials) -> Caller:
+    return await _verified(request, creds, ADMINS)
 
 
-async def joiner(request: Request) -> Caller:
+async def joiner(request: Request, creds: Credentials) -> Caller:
     """A node joining the cluster: only a join token will do."""
-    return await _verified(request, JOINERS)
+    return await _verified(request, creds, JOINERS)
 
 
-async def node(request: Request) -> Caller:
+async def node(request: Request, creds: Credentials) -> Caller:
     """A node reporting in: its join token, or an admin."""
-    return await _verified(request, NODES)
+    return await _verified(request, creds, NODES)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -1,36 +1,19 @@
 """What the control plane refuses, once for both transports: an error name, a message, details.
 
-Each error name maps to an HTTP status (REST) and a gRPC status code, so that REST and gRPC
-clients see the same refusal with the same body.
+The names with their HTTP status and gRPC code are the contract's (aegis_ray/contract/errors.py),
+so that REST and gRPC clients see the same refusal with the same body.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# gRPC refusals carry the REST error body (JSON) under this trailing metadata key.
-GRPC_ERROR_METADATA = "aegis-error"
-# error name -> (HTTP status, gRPC status code name)
-ERRORS: dict[str, tuple[int, str]] = {
-    "bad_request": (400, "INVALID_ARGUMENT"),
-    "invalid_manifest": (422, "INVALID_ARGUMENT"),
-    "too_large": (413, "INVALID_ARGUMENT"),
-    "unauthenticated": (401, "UNAUTHENTICATED"),
-    "forbidden": (403, "PERMISSION_DENIED"),
-    "not_found": (404, "NOT_FOUND"),
-    "already_finished": (409, "FAILED_PRECONDITION"),
-    "unschedulable": (422, "FAILED_PRECONDITION"),
-    "database_unavailable": (503, "UNAVAILABLE"),
-    "temporal_unavailable": (503, "UNAVAILABLE"),
-    "internal": (500, "INTERNAL"),
-}
-HTTP_TO_GRPC = {http: code for http, code in ERRORS.values()} | {409: "FAILED_PRECONDITION"}
-GRPC_TO_HTTP = {code: http for http, code in ERRORS.values()} | {
-    "INVALID_ARGUMENT": 400,
-    "FAILED_PRECONDITION": 409,
-    "DEADLINE_EXCEEDED": 504,
-    "UNIMPLEMENTED": 501,
-}
+import asyncpg
+
+from aegis_ray.adapters.postgres.db import StoreUnavailable
+from aegis_ray.api.context import TemporalUnavailable
+from aegis_ray.contract.errors import ERRORS
+from aegis_ray.core.models.loading import ManifestError
 
 
 class ApiProblem(Exception):
@@ -55,7 +38,7 @@ class ApiProblem(Exception):
         return ERRORS[self.error][1]
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.error, "message": self.message, **self.extra}
+        return {"error": str(self.error), "message": self.message, **self.extra}
 
 
 def _rebuild(error: str, message: str, extra: dict[str, Any]) -> ApiProblem:
@@ -68,12 +51,6 @@ def not_found(what: str) -> ApiProblem:
 
 def refusal_types() -> tuple[type[Exception], ...]:
     """Every exception `as_problem` turns into a refusal (REST registers a handler for each)."""
-    import asyncpg
-
-    from aegis_ray.adapters.postgres.db import StoreUnavailable
-    from aegis_ray.api.context import TemporalUnavailable
-    from aegis_ray.core.models.loading import ManifestError
-
     return (
         ApiProblem,
         ManifestError,
@@ -87,14 +64,6 @@ def refusal_types() -> tuple[type[Exception], ...]:
 
 def as_problem(exc: BaseException) -> ApiProblem | None:
     """The refusal a known failure stands for (None: a bug, reported as internal)."""
-    # Imported here: clients import this module for the tables above, without the server's
-    # dependencies.
-    import asyncpg
-
-    from aegis_ray.adapters.postgres.db import StoreUnavailable
-    from aegis_ray.api.context import TemporalUnavailable
-    from aegis_ray.core.models.loading import ManifestError
-
     if isinstance(exc, ApiProblem):
         return exc
     if isinstance(exc, ManifestError):

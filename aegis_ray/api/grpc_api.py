@@ -26,11 +26,11 @@ from aegis_ray.api.control_plane import (
     NODES,
     USERS,
     ControlPlane,
-    NodeIdentity,
-    TokenRequest,
     read_manifest,
 )
-from aegis_ray.api.errors import GRPC_ERROR_METADATA, ApiProblem, as_problem
+from aegis_ray.api.errors import ApiProblem, as_problem
+from aegis_ray.contract.cluster import NodeIdentity, TokenRequest
+from aegis_ray.contract.errors import GRPC_ERROR_METADATA
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.loading import problems_of
 from aegis_ray.core.models.node import NodeStatus

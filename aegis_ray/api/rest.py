@@ -1,8 +1,10 @@
 """The REST API (FastAPI), served by the control-plane Serve deployment on orchestrators.
 
 Routes are thin: authenticate, call the transport-independent `ControlPlane`
-(aegis_ray/api/service.py), return its body. Refusals are `ApiProblem`s, answered with the
-status their error name maps to (aegis_ray/api/errors.py).
+(aegis_ray/api/control_plane.py), return its body, declared and checked as the contract's model
+(aegis_ray/contract). Refusals are `ApiProblem`s, answered with the status their error name maps
+to and an `ErrorBody`; FastAPI's own request validation answers the same way (bad_request).
+/docs and /redoc serve their assets from the package (fastapi-offline): no CDN.
 """
 
 from __future__ import annotations
@@ -12,24 +14,35 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from aegis_ray import __version__
 from aegis_ray.api.control_plane import read_manifest
 from aegis_ray.api.deps import CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
+from aegis_ray.api.openapi import MANIFEST_BODY, ndjson_of, refusals, with_extra_schemas
+from aegis_ray.contract import cluster, executions
+
+
+class NDJSONResponse(StreamingResponse):
+    media_type = "application/x-ndjson"
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
         title="aegis-ray",
         version=__version__,
         description="Execution cluster for containerized AI agents, built on Ray.",
+        static_url="/docs/static",
     )
     _install_error_handlers(app)
     _install_routes(app)
     install_node_routes(app)
+    app.openapi = with_extra_schemas(app)  # type: ignore[method-assign]
     return app
 
 
@@ -38,14 +51,33 @@ def problem_response(problem: ApiProblem) -> JSONResponse:
     return JSONResponse(problem.body(), status_code=problem.http_status, headers=headers)
 
 
+def invalid_request(exc: RequestValidationError) -> ApiProblem:
+    """FastAPI's validation errors as the project's refusal, each naming where (query.limit)."""
+    problems = [
+        {
+            "path": ".".join(str(part) for part in err["loc"]),
+            "message": err["msg"],
+            "value": jsonable_encoder(err.get("input")),
+        }
+        for err in exc.errors()
+    ]
+    message = "; ".join(f"{p['path']}: {p['message']} (got {p['value']!r})" for p in problems)
+    return ApiProblem("bad_request", message or "invalid request", problems=problems)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def refused(_: Request, exc: Exception) -> JSONResponse:
         problem = as_problem(exc)
         assert problem is not None  # registered for refusal_types() only
         return problem_response(problem)
 
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(invalid_request(exc))
+
     for kind in refusal_types():
         app.add_exception_handler(kind, refused)
+    app.add_exception_handler(RequestValidationError, invalid)
 
 
 async def _manifest(request: Request, source: str) -> Any:
@@ -53,24 +85,55 @@ async def _manifest(request: Request, source: str) -> Any:
 
 
 def _install_routes(app: FastAPI) -> None:
-    @app.get("/health", tags=["cluster"])
+    common: dict[str, Any] = {"response_model_exclude_unset": True}
+
+    @app.get(
+        "/health",
+        tags=["cluster"],
+        response_model=cluster.Health,
+        responses={503: {"model": cluster.Health, "description": "a dependency does not answer"}},
+        **common,
+    )
     async def health(p: PlaneDep) -> JSONResponse:
         body = await p.health()
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
-    @app.post("/v1/plan", tags=["executions"])
+    @app.post(
+        "/v1/plan",
+        tags=["executions"],
+        response_model=executions.PlanResult,
+        openapi_extra=MANIFEST_BODY,
+        responses=refusals(413, 422),
+        **common,
+    )
     async def plan_manifest(
         request: Request, who: CallerDep, p: PlaneDep, source: str = "<request>"
-    ) -> dict[str, Any]:
+    ) -> Any:
+        """Dry run: which nodes could take this manifest, and why the others cannot."""
         return await p.plan(await _manifest(request, source))
 
-    @app.post("/v1/executions", status_code=201, tags=["executions"])
+    @app.post(
+        "/v1/executions",
+        status_code=201,
+        tags=["executions"],
+        response_model=executions.Execution,
+        openapi_extra=MANIFEST_BODY,
+        responses=refusals(413, 422),
+        **common,
+    )
     async def submit(
         request: Request, who: CallerDep, p: PlaneDep, source: str = "<request>"
-    ) -> dict[str, Any]:
+    ) -> Any:
+        """Submit an Agent manifest (YAML or JSON); answers once the execution is stored."""
         return await p.submit(who, await _manifest(request, source))
 
-    @app.get("/v1/executions", tags=["executions"])
+    @app.get(
+        "/v1/executions",
+        tags=["executions"],
+        response_model=executions.ExecutionPage,
+        responses=refusals(),
+        **common,
+    )
     async def list_executions(
         who: CallerDep,
         p: PlaneDep,
@@ -78,23 +141,43 @@ def _install_routes(app: FastAPI) -> None:
         name: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         before: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
+        """Executions, newest first; `before` is the `next_before` of the previous page."""
         return await p.list_executions(who, states=state, name=name, limit=limit, before=before)
 
-    @app.get("/v1/executions/{execution_id}", tags=["executions"])
-    async def get_execution(execution_id: str, who: CallerDep, p: PlaneDep) -> dict[str, Any]:
+    @app.get(
+        "/v1/executions/{execution_id}",
+        tags=["executions"],
+        response_model=executions.Execution,
+        responses=refusals(404),
+        **common,
+    )
+    async def get_execution(execution_id: str, who: CallerDep, p: PlaneDep) -> Any:
         return await p.get_execution(who, execution_id)
 
-    @app.get("/v1/executions/{execution_id}/events", tags=["executions"])
+    @app.get(
+        "/v1/executions/{execution_id}/events",
+        tags=["executions"],
+        response_model=executions.EventPage,
+        responses=refusals(404) | ndjson_of("Event", "FollowEnd"),
+        **common,
+    )
     async def events(
         execution_id: str, who: CallerDep, p: PlaneDep, after: int = 0, follow: bool = False
     ) -> Any:
+        """State changes and notes; with follow=true, an NDJSON stream until the end."""
         if follow:
             items = await p.watch(who, execution_id, after_event=after, logs=False)
             return _ndjson(items, "event")
         return await p.events(who, execution_id, after)
 
-    @app.get("/v1/executions/{execution_id}/logs", tags=["executions"])
+    @app.get(
+        "/v1/executions/{execution_id}/logs",
+        tags=["executions"],
+        response_model=executions.LogPage,
+        responses=refusals(404) | ndjson_of("LogLine", "FollowEnd"),
+        **common,
+    )
     async def logs(
         execution_id: str,
         who: CallerDep,
@@ -103,11 +186,17 @@ def _install_routes(app: FastAPI) -> None:
         follow: bool = False,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> Any:
+        """Output lines in order; with follow=true, an NDJSON stream until the end."""
         if follow:
             return _ndjson(await p.watch(who, execution_id, after_log=after, events=False), "log")
         return await p.logs(who, execution_id, after, limit)
 
-    @app.get("/v1/executions/{execution_id}/watch", tags=["executions"])
+    @app.get(
+        "/v1/executions/{execution_id}/watch",
+        tags=["executions"],
+        response_class=NDJSONResponse,
+        responses=refusals(404) | ndjson_of("WatchItem"),
+    )
     async def watch(
         execution_id: str,
         who: CallerDep,
@@ -131,8 +220,16 @@ def _install_routes(app: FastAPI) -> None:
         )
         return _ndjson(items)
 
-    @app.post("/v1/executions/{execution_id}/cancel", status_code=202, tags=["executions"])
-    async def cancel(execution_id: str, who: CallerDep, p: PlaneDep) -> dict[str, Any]:
+    @app.post(
+        "/v1/executions/{execution_id}/cancel",
+        status_code=202,
+        tags=["executions"],
+        response_model=executions.Cancelled,
+        responses=refusals(404, 409),
+        **common,
+    )
+    async def cancel(execution_id: str, who: CallerDep, p: PlaneDep) -> Any:
+        """Stop the execution: its container is stopped and it ends CANCELLED."""
         return await p.cancel(who, execution_id)
 
 
@@ -146,4 +243,4 @@ def _ndjson(items: AsyncIterator[dict[str, Any]], only: str | None = None) -> St
                 item = {"end": True, "state": item["end"]["state"]} if "end" in item else item[only]
             yield (json.dumps(item, default=str) + "\n").encode()
 
-    return StreamingResponse(body(), media_type="application/x-ndjson")
+    return NDJSONResponse(body())

@@ -40,7 +40,7 @@ def manifest_message(doc: dict[str, Any]) -> executions_pb2.AgentManifest:
     """An Agent manifest document (as loaded from YAML) as the structured message."""
     doc = copy.deepcopy(doc)
     for path in _QUANTITIES:
-        parent = doc
+        parent: Any = doc
         for key in path[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None
         value = parent.get(path[-1]) if isinstance(parent, dict) else None

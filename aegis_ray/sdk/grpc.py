@@ -1,26 +1,29 @@
-"""A client for the aegis gRPC API with the same methods and results as `AegisClient` (REST).
+"""The gRPC transport: each operation as its RPC, each reply turned back into the REST body.
 
-Replies are converted back into the REST API's JSON bodies and refusals into the same
-`ApiError` (HTTP-equivalent status and REST error body), so the CLI runs unchanged over either
-transport: `aegis --api grpc ...` or AEGIS_API=grpc.
+Replies become the REST API's JSON bodies (aegis_ray/rpc/convert.py) and refusals the same
+`ApiError` with the REST error body (carried in the trailing metadata), so the client and the
+CLI behave alike over either transport: `aegis --api grpc ...` or AEGIS_API=grpc.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
-from aegis_ray.api.errors import GRPC_ERROR_METADATA, GRPC_TO_HTTP
+from aegis_ray.contract.errors import GRPC_ERROR_METADATA, GRPC_TO_HTTP
+from aegis_ray.core.models.loading import ManifestError, parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
 from aegis_ray.rpc.convert import health_body, manifest_message, to_dict
 from aegis_ray.rpc.executions_pb2_grpc import ExecutionServiceStub
 from aegis_ray.rpc.nodes_pb2_grpc import ClusterServiceStub, NodeServiceStub
-from aegis_ray.sdk.rest import ApiError, ApiUnreachable
+from aegis_ray.sdk.errors import ApiError, ApiUnreachable
+from aegis_ray.sdk.transport import Op
 
 # What grpc-core says when nothing answered at all (not a refusal by the API).
 _TRANSPORT_FAILURES = ("failed to connect", "connection refused", "socket closed", "dns")
@@ -30,9 +33,9 @@ MAX_MESSAGE_BYTES = 64 << 20
 
 def api_error(err: grpc.RpcError) -> Exception:
     """The REST-equivalent error for a failed call (ApiUnreachable if nothing answered)."""
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    details = err.details() or code.name  # type: ignore[attr-defined]
-    trailing = err.trailing_metadata() or ()  # type: ignore[attr-defined]
+    code: grpc.StatusCode = err.code()
+    details = err.details() or code.name
+    trailing = err.trailing_metadata() or ()
     raw = next((v for k, v in trailing if k == GRPC_ERROR_METADATA), None)
     unanswered = code == grpc.StatusCode.DEADLINE_EXCEEDED or (
         code == grpc.StatusCode.UNAVAILABLE
@@ -45,134 +48,113 @@ def api_error(err: grpc.RpcError) -> Exception:
     )
     status = int(body.pop("http_status", GRPC_TO_HTTP.get(code.name, 500)))
     body.setdefault("grpc_code", code.name)
-    return ApiError(status, body)
+    return ApiError.of(status, body)
 
 
-class GrpcAegisClient:
+def manifest_input(text: str, source: str) -> ex.ManifestInput:
+    """The structured manifest when it validates here (normalized: bytes, seconds,
+    millicores, so nothing depends on how protobuf carries numbers); otherwise the text
+    itself, so that the server refuses it exactly as REST would (same problems, paths)."""
+    try:
+        manifest = parse_agent(text, source=source)
+        return ex.ManifestInput(agent=manifest_message(manifest.to_document()), source=source)
+    except (ManifestError, json_format.ParseError):
+        return ex.ManifestInput(yaml=text, source=source)
+
+
+def _execution(body: dict[str, Any], *only_in: str) -> dict[str, Any]:
+    """An Execution message's body with the fields REST sends only with other operations
+    (attempts: GET of one; waiting: submit, when set) left out, as REST leaves them out."""
+    if "waiting" not in only_in or body.get("waiting") is None:
+        body.pop("waiting", None)
+    if "attempts" not in only_in:
+        body.pop("attempts", None)
+    return body
+
+
+def _list_page(body: dict[str, Any]) -> dict[str, Any]:
+    body["items"] = [_execution(item) for item in body["items"]]
+    return body
+
+
+def _id(a: dict[str, Any]) -> dict[str, Any]:
+    return {"id": a["execution_id"]}
+
+
+def _manifest(a: dict[str, Any]) -> dict[str, Any]:
+    return {"manifest": manifest_input(a["text"], a["source"])}
+
+
+# operation -> (service, method, request message from the operation's arguments)
+RPCS: dict[Op, tuple[str, str, Callable[[dict[str, Any]], Message]]] = {
+    Op.health: ("cluster", "CheckHealth", lambda a: nd.CheckHealthRequest()),
+    Op.submit: ("executions", "SubmitExecution",
+                lambda a: ex.SubmitExecutionRequest(**_manifest(a))),
+    Op.plan: ("executions", "PlanExecution", lambda a: ex.PlanExecutionRequest(**_manifest(a))),
+    Op.list: ("executions", "ListExecutions", lambda a: ex.ListExecutionsRequest(
+        states=a["states"] or [], name=a["name"], limit=a["limit"], before=a["before"])),
+    Op.get: ("executions", "GetExecution", lambda a: ex.GetExecutionRequest(**_id(a))),
+    Op.events: ("executions", "ListExecutionEvents",
+                lambda a: ex.ListExecutionEventsRequest(**_id(a), after=a["after"])),
+    Op.logs: ("executions", "ListExecutionLogs", lambda a: ex.ListExecutionLogsRequest(
+        **_id(a), after=a["after"], limit=a.get("limit"))),
+    Op.watch: ("executions", "WatchExecution", lambda a: ex.WatchExecutionRequest(
+        **_id(a), **{k: a[k] for k in ("after_event", "after_log", "events", "logs")})),
+    Op.cancel: ("executions", "CancelExecution", lambda a: ex.CancelExecutionRequest(**_id(a))),
+    Op.nodes: ("nodes", "ListNodes", lambda a: nd.ListNodesRequest()),
+    Op.node: ("nodes", "GetNode", lambda a: nd.GetNodeRequest(node_id=a["node_id"])),
+    Op.drain: ("nodes", "DrainNode", lambda a: nd.DrainNodeRequest(node_id=a["node_id"])),
+    Op.undrain: ("nodes", "UndrainNode", lambda a: nd.DrainNodeRequest(node_id=a["node_id"])),
+    Op.heartbeat: ("nodes", "Heartbeat", lambda a: nd.HeartbeatRequest(node_id=a["node_id"])),
+    Op.cluster_status: ("cluster", "GetClusterStatus", lambda a: nd.GetClusterStatusRequest()),
+    Op.create_token: ("cluster", "CreateToken", lambda a: nd.CreateTokenRequest(
+        **{k: a[k] for k in ("role", "ttl_s", "description")})),
+}  # fmt: skip
+# Replies whose message holds fields the REST body of that operation does not.
+FIXUPS: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    Op.submit: lambda b: _execution(b, "waiting"),
+    Op.get: lambda b: _execution(b, "attempts"),
+    Op.list: _list_page,
+}
+
+
+class GrpcTransport:
     def __init__(self, address: str, token: str | None, *, timeout: float = 30.0) -> None:
         self.address = address
+        self.target = f"gRPC {address}"
         self.timeout = timeout
         self.channel = grpc.insecure_channel(
             address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
         )
         self.metadata = [("authorization", f"Bearer {token}")] if token else []
-        self.executions = ExecutionServiceStub(self.channel)
-        self.node_service = NodeServiceStub(self.channel)
-        self.cluster = ClusterServiceStub(self.channel)
+        self.services = {
+            "executions": ExecutionServiceStub(self.channel),
+            "nodes": NodeServiceStub(self.channel),
+            "cluster": ClusterServiceStub(self.channel),
+        }
 
-    def close(self) -> None:
-        self.channel.close()
+    def _rpc(self, op: Op, args: dict[str, Any]) -> tuple[Any, Message]:
+        service, method, request = RPCS[op]
+        return getattr(self.services[service], method), request(args)
 
-    def _call(self, method: Any, request: Any) -> Any:
+    def call(self, op: Op, args: dict[str, Any]) -> Any:
+        stub, request = self._rpc(op, args)
         try:
-            return method(request, metadata=self.metadata, timeout=self.timeout)
+            reply = stub(request, metadata=self.metadata, timeout=self.timeout)
         except grpc.RpcError as err:
             raise api_error(err) from None
+        if op is Op.health:
+            return health_body(reply)
+        return FIXUPS.get(op, lambda body: body)(to_dict(reply))
 
-    def _body(self, method: Any, request: Any) -> dict[str, Any]:
-        return to_dict(self._call(method, request))
-
-    @staticmethod
-    def _manifest(manifest_text: str, source: str) -> ex.ManifestInput:
-        """The structured manifest when it validates here (normalized: bytes, seconds,
-        millicores, so nothing depends on how protobuf carries numbers); otherwise the text
-        itself, so that the server refuses it exactly as REST would (same problems, paths)."""
-        from aegis_ray.core.models.loading import ManifestError, parse_agent
-
+    def stream(self, op: Op, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        stub, request = self._rpc(op, args)
         try:
-            manifest = parse_agent(manifest_text, source=source)
-            return ex.ManifestInput(agent=manifest_message(manifest.to_document()), source=source)
-        except (ManifestError, json_format.ParseError):
-            return ex.ManifestInput(yaml=manifest_text, source=source)
-
-    # ------------------------------------------------------------ executions
-
-    def health(self) -> Any:
-        return health_body(self._call(self.cluster.CheckHealth, nd.CheckHealthRequest()))
-
-    def submit(self, manifest_text: str, *, source: str) -> Any:
-        req = ex.SubmitExecutionRequest(manifest=self._manifest(manifest_text, source))
-        body = self._body(self.executions.SubmitExecution, req)
-        if body.get("waiting") is None:
-            body.pop("waiting", None)
-        body.pop("attempts", None)
-        return body
-
-    def plan(self, manifest_text: str, *, source: str) -> Any:
-        req = ex.PlanExecutionRequest(manifest=self._manifest(manifest_text, source))
-        return self._body(self.executions.PlanExecution, req)
-
-    def list(
-        self, *, states: list[str] | None = None, name: str | None = None, limit: int = 50
-    ) -> Any:
-        req = ex.ListExecutionsRequest(states=states or [], name=name, limit=limit)
-        body = self._body(self.executions.ListExecutions, req)
-        for item in body["items"]:  # fields only GetExecution / SubmitExecution fill
-            item.pop("attempts", None)
-            item.pop("waiting", None)
-        return body
-
-    def get(self, execution_id: str) -> Any:
-        body = self._body(self.executions.GetExecution, ex.GetExecutionRequest(id=execution_id))
-        body.pop("waiting", None)
-        return body
-
-    def events(self, execution_id: str, *, after: int = 0) -> Any:
-        req = ex.ListExecutionEventsRequest(id=execution_id, after=after)
-        return self._body(self.executions.ListExecutionEvents, req)
-
-    def logs(self, execution_id: str, *, after: int = 0) -> Any:
-        req = ex.ListExecutionLogsRequest(id=execution_id, after=after)
-        return self._body(self.executions.ListExecutionLogs, req)
-
-    def watch(
-        self,
-        execution_id: str,
-        *,
-        after_event: int = 0,
-        after_log: int = 0,
-        events: bool = True,
-        logs: bool = True,
-    ) -> Iterator[dict[str, Any]]:
-        """{"event": row} / {"log": row} as they happen; the last item is {"end": {"state"}}."""
-        req = ex.WatchExecutionRequest(
-            id=execution_id,
-            after_event=after_event,
-            after_log=after_log,
-            events=events,
-            logs=logs,
-        )
-        try:
-            for msg in self.executions.WatchExecution(req, metadata=self.metadata):
+            for msg in stub(request, metadata=self.metadata):
                 which = msg.WhichOneof("item")
                 yield {which: to_dict(getattr(msg, which))}
         except grpc.RpcError as err:
             raise api_error(err) from None
 
-    def cancel(self, execution_id: str) -> Any:
-        req = ex.CancelExecutionRequest(id=execution_id)
-        return self._body(self.executions.CancelExecution, req)
-
-    # ------------------------------------------------------------ nodes and cluster
-
-    def nodes(self) -> Any:
-        return self._body(self.node_service.ListNodes, nd.ListNodesRequest())
-
-    def node(self, node_id: str) -> Any:
-        return self._body(self.node_service.GetNode, nd.GetNodeRequest(node_id=node_id))
-
-    def drain(self, node_id: str) -> Any:
-        return self._body(self.node_service.DrainNode, nd.DrainNodeRequest(node_id=node_id))
-
-    def undrain(self, node_id: str) -> Any:
-        return self._body(self.node_service.UndrainNode, nd.DrainNodeRequest(node_id=node_id))
-
-    def heartbeat(self, node_id: str) -> Any:
-        return self._body(self.node_service.Heartbeat, nd.HeartbeatRequest(node_id=node_id))
-
-    def cluster_status(self) -> Any:
-        return self._body(self.cluster.GetClusterStatus, nd.GetClusterStatusRequest())
-
-    def create_token(self, *, role: str, ttl_s: float, description: str = "") -> Any:
-        req = nd.CreateTokenRequest(role=role, ttl_s=ttl_s, description=description)
-        return self._body(self.cluster.CreateToken, req)
+    def close(self) -> None:
+        self.channel.close()

@@ -1,140 +1,159 @@
-"""A small client for the aegis REST API, used by the CLI and the benchmarks."""
+"""The REST transport (httpx): each operation as its HTTP request, each reply as its JSON body.
+
+`RestTransport` and `AsyncRestTransport` share the routes and the decoding; they differ only in
+the httpx client they send with.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from aegis_ray.sdk.errors import ApiError, ApiUnreachable
+from aegis_ray.sdk.transport import Op
 
-class ApiError(Exception):
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status = status
-        self.body = body
-        super().__init__(body.get("message") or body.get("error") or f"HTTP {status}")
+Route = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
 
 
-class ApiUnreachable(Exception):
-    pass
+def route(op: Op, a: dict[str, Any]) -> Route:
+    """The HTTP request of one operation (paths and parameters of aegis_ray/api/rest.py)."""
+    execution = f"/v1/executions/{quote(a.get('execution_id', ''), safe='')}"
+    node = f"/v1/nodes/{quote(a.get('node_id', ''), safe='')}"
+    match op:
+        case Op.health:
+            return "GET", "/health", {}
+        case Op.submit | Op.plan:
+            kw = {
+                "params": {"source": a["source"]},
+                "content": a["text"],
+                "headers": {"Content-Type": a["media_type"]},
+            }
+            return "POST", "/v1/executions" if op is Op.submit else "/v1/plan", kw
+        case Op.list:
+            params = {"limit": a["limit"], "state": a["states"], "name": a["name"]}
+            params["before"] = a["before"]
+            return "GET", "/v1/executions", {"params": _present(params)}
+        case Op.get:
+            return "GET", execution, {}
+        case Op.events:
+            return "GET", f"{execution}/events", {"params": {"after": a["after"]}}
+        case Op.logs:
+            params = _present({"after": a["after"], "limit": a.get("limit")})
+            return "GET", f"{execution}/logs", {"params": params}
+        case Op.watch:
+            flags = {k: str(a[k]).lower() for k in ("events", "logs")}
+            params = {"after_event": a["after_event"], "after_log": a["after_log"], **flags}
+            return "GET", f"{execution}/watch", {"params": params, "timeout": None}
+        case Op.cancel:
+            return "POST", f"{execution}/cancel", {}
+        case Op.nodes:
+            return "GET", "/v1/nodes", {}
+        case Op.node:
+            return "GET", node, {}
+        case Op.drain | Op.undrain | Op.heartbeat:
+            return "POST", f"{node}/{op.value}", {}
+        case Op.cluster_status:
+            return "GET", "/v1/cluster/status", {}
+        case Op.create_token:
+            body = {k: a[k] for k in ("role", "ttl_s", "description")}
+            return "POST", "/v1/tokens", {"json": body}
+    raise ValueError(f"no REST route for operation {op!r}")
 
 
-class AegisClient:
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+def _present(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v not in (None, [])}
+
+
+def decode(r: httpx.Response) -> Any:
+    """The JSON body of a reply; a refusal (status >= 400) as `ApiError` with its body."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"error": "http", "message": r.text[:500]}
+    if r.status_code >= 400:
+        if not isinstance(body, dict):
+            body = {"error": "http", "message": str(body)}
+        raise ApiError.of(r.status_code, body)
+    return body
+
+
+def _lines(chunks: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:
+    return (json.loads(line) for line in chunks if line.strip())
+
+
+class _Http:
+    """What both REST transports hold: where they send and the token they send."""
+
+    def __init__(self, base_url: str, token: str | None, timeout: float, kind: type) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self.target = base_url.rstrip("/")
+        self.http = kind(base_url=self.target, headers=headers, timeout=timeout)
 
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
+    def _unreachable(self, err: Exception) -> ApiUnreachable:
+        return ApiUnreachable(f"aegis API not reachable at {self.target}: {err}")
+
+
+class RestTransport(_Http):
+    http: httpx.Client
+
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        super().__init__(base_url, token, timeout, httpx.Client)
+
+    def call(self, op: Op, args: dict[str, Any]) -> Any:
+        method, path, kw = route(op, args)
         try:
             r = self.http.request(method, path, **kw)
         except httpx.TransportError as err:
-            raise ApiUnreachable(f"aegis API not reachable at {self.base_url}: {err}") from err
-        return self._decode(r)
+            raise self._unreachable(err) from err
+        return decode(r)
 
-    @staticmethod
-    def _decode(r: httpx.Response) -> Any:
+    def stream(self, op: Op, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        method, path, kw = route(op, args)
         try:
-            body = r.json()
-        except ValueError:
-            body = {"error": "http", "message": r.text[:500]}
-        if r.status_code >= 400:
-            if not isinstance(body, dict):
-                body = {"error": "http", "message": str(body)}
-            raise ApiError(r.status_code, body)
-        return body
-
-    def health(self) -> Any:
-        return self._call("GET", "/health")
-
-    def submit(self, manifest_text: str, *, source: str) -> Any:
-        return self._call(
-            "POST",
-            "/v1/executions",
-            params={"source": source},
-            content=manifest_text,
-            headers={"Content-Type": "application/yaml"},
-        )
-
-    def plan(self, manifest_text: str, *, source: str) -> Any:
-        return self._call(
-            "POST",
-            "/v1/plan",
-            params={"source": source},
-            content=manifest_text,
-            headers={"Content-Type": "application/yaml"},
-        )
-
-    def list(
-        self, *, states: list[str] | None = None, name: str | None = None, limit: int = 50
-    ) -> Any:
-        params: dict[str, Any] = {"limit": limit}
-        if states:
-            params["state"] = states
-        if name:
-            params["name"] = name
-        return self._call("GET", "/v1/executions", params=params)
-
-    def get(self, execution_id: str) -> Any:
-        return self._call("GET", f"/v1/executions/{execution_id}")
-
-    def events(self, execution_id: str, *, after: int = 0) -> Any:
-        return self._call("GET", f"/v1/executions/{execution_id}/events", params={"after": after})
-
-    def logs(self, execution_id: str, *, after: int = 0) -> Any:
-        return self._call("GET", f"/v1/executions/{execution_id}/logs", params={"after": after})
-
-    def watch(
-        self,
-        execution_id: str,
-        *,
-        after_event: int = 0,
-        after_log: int = 0,
-        events: bool = True,
-        logs: bool = True,
-    ) -> Iterator[dict[str, Any]]:
-        """{"event": row} / {"log": row} as they happen; the last item is {"end": {"state"}}."""
-        params = {
-            "after_event": after_event,
-            "after_log": after_log,
-            "events": str(events).lower(),
-            "logs": str(logs).lower(),
-        }
-        try:
-            with self.http.stream(
-                "GET", f"/v1/executions/{execution_id}/watch", params=params, timeout=None
-            ) as r:
+            with self.http.stream(method, path, **kw) as r:
                 if r.status_code >= 400:
                     r.read()
-                    self._decode(r)
-                for line in r.iter_lines():
-                    if line.strip():
-                        yield json.loads(line)
+                    decode(r)
+                yield from _lines(r.iter_lines())
         except httpx.TransportError as err:
-            raise ApiUnreachable(f"aegis API not reachable at {self.base_url}: {err}") from err
+            raise self._unreachable(err) from err
 
-    def cancel(self, execution_id: str) -> Any:
-        return self._call("POST", f"/v1/executions/{execution_id}/cancel")
+    def close(self) -> None:
+        self.http.close()
 
-    def heartbeat(self, node_id: str) -> Any:
-        return self._call("POST", f"/v1/nodes/{node_id}/heartbeat")
 
-    def nodes(self) -> Any:
-        return self._call("GET", "/v1/nodes")
+class AsyncRestTransport(_Http):
+    """The same routes over httpx.AsyncClient."""
 
-    def node(self, node_id: str) -> Any:
-        return self._call("GET", f"/v1/nodes/{node_id}")
+    http: httpx.AsyncClient
 
-    def drain(self, node_id: str) -> Any:
-        return self._call("POST", f"/v1/nodes/{node_id}/drain")
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
+        super().__init__(base_url, token, timeout, httpx.AsyncClient)
 
-    def undrain(self, node_id: str) -> Any:
-        return self._call("POST", f"/v1/nodes/{node_id}/undrain")
+    async def call(self, op: Op, args: dict[str, Any]) -> Any:
+        method, path, kw = route(op, args)
+        try:
+            r = await self.http.request(method, path, **kw)
+        except httpx.TransportError as err:
+            raise self._unreachable(err) from err
+        return decode(r)
 
-    def cluster_status(self) -> Any:
-        return self._call("GET", "/v1/cluster/status")
+    async def stream(self, op: Op, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        method, path, kw = route(op, args)
+        try:
+            async with self.http.stream(method, path, **kw) as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    decode(r)
+                async for line in r.aiter_lines():
+                    for item in _lines([line]):
+                        yield item
+        except httpx.TransportError as err:
+            raise self._unreachable(err) from err
 
-    def create_token(self, *, role: str, ttl_s: float, description: str = "") -> Any:
-        body = {"role": role, "ttl_s": ttl_s, "description": description}
-        return self._call("POST", "/v1/tokens", json=body)
+    async def aclose(self) -> None:
+        await self.http.aclose()

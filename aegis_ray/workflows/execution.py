@@ -30,10 +30,8 @@ ATTEMPT_RETRIES = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=5,
 )
-_QUICK = {
-    "start_to_close_timeout": timedelta(seconds=60),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=20),
-}
+ABORT_TIMEOUT = timedelta(seconds=60)
+ABORT_RETRIES = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=20)
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -60,9 +58,12 @@ class ExecutionWorkflow:
             else:
                 # The activity gave up after its retries: end the execution rather than leave
                 # it hanging in a non-terminal state.
-                cause = err.cause.message if err.cause is not None else str(err)
+                cause = getattr(err.cause, "message", None) or str(err.cause or err)
                 state, reason = ExecutionState.FAILED, f"internal error: {cause}"
             await workflow.execute_activity_method(
-                ExecutionActivities.abort, Abort(execution_id, state, reason), **_QUICK
+                ExecutionActivities.abort,
+                Abort(execution_id, state, reason),
+                start_to_close_timeout=ABORT_TIMEOUT,
+                retry_policy=ABORT_RETRIES,
             )
             return str(state)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aegis_ray.sdk.rest import AegisClient
+from aegis_ray import Client
 
 REPO = Path(__file__).resolve().parents[2]
 AEGIS = [sys.executable, "-m", "aegis_ray.cli"]
@@ -48,8 +48,8 @@ class Stack:
             )
         return done
 
-    def client(self) -> AegisClient:
-        return AegisClient(self.api_url, self.token)
+    def client(self) -> Client:
+        return Client.rest(self.api_url, self.token)
 
 
 def _stack_env(home: Path) -> dict[str, str]:

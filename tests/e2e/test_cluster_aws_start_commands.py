@@ -34,12 +34,12 @@ from ray.autoscaler._private.command_runner import _with_environment_variables
 from ray.autoscaler._private.monitor import BASE_READONLY_CONFIG
 from ray.autoscaler._private.util import with_head_node_ip
 
+from aegis_ray import Client
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.cluster_config.validate import instance_node_id
 from aegis_ray.core.models.loading import load_file
 from aegis_ray.core.ray_mapping import LABEL_NODE_ID
 from aegis_ray.node.stack import EdgeState, UpState
-from aegis_ray.sdk.rest import AegisClient
 from aegis_ray.settings import Settings
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
@@ -116,9 +116,9 @@ class Cluster:
     edges: dict[str, Node]
     node_ids: dict[str, str]  # node type -> aegis node id
 
-    def client(self) -> AegisClient:
+    def client(self) -> Client:
         token = (self.head.home / ".aegis" / "admin.token").read_text().strip()
-        return AegisClient(f"http://127.0.0.1:{API_PORT}", token)
+        return Client.rest(f"http://127.0.0.1:{API_PORT}", token)
 
 
 def _node(node_type: str, config: dict[str, Any], laptop: Path, **env: str) -> Node:
@@ -230,7 +230,7 @@ def _ray_nodes(c: Cluster) -> list[dict[str, Any]]:
 def _wait_ready(c: Cluster, timeout: float = 90) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        items = {n["node_id"]: n for n in c.client().nodes()["items"]}
+        items = {n["node_id"]: n for n in c.client().nodes().to_json()["items"]}
         ready = {i for i, n in items.items() if n["status"] == "ready"}
         if set(c.node_ids.values()) <= ready:
             return items
@@ -266,8 +266,8 @@ def test_an_agent_runs_on_the_edge_its_tags_select(cluster: Cluster) -> None:
     text = agent_yaml("on-cpu-edge", "echo hello from the cpu edge").replace(
         "    timeout: 60s", "    timeout: 60s\n    target_tags: [cpu]"
     )
-    rec = wait_state(c, c.submit(text, source="cpu.yaml")["id"], {"SUCCEEDED", "FAILED"})
+    rec = wait_state(c, c.submit(text, source="cpu.yaml").id, {"SUCCEEDED", "FAILED"})
     assert rec["state"] == "SUCCEEDED", rec
     assert rec["node_id"] == cluster.node_ids["edge-cpu"]
-    lines = [ln["line"] for ln in c.logs(rec["id"])["items"]]
+    lines = [ln["line"] for ln in c.log_page(rec["id"]).to_json()["items"]]
     assert "hello from the cpu edge" in lines

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from aegis_ray import ApiError, Client
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.node.stack import EdgeState
-from aegis_ray.sdk.rest import AegisClient, ApiError
 from aegis_ray.settings import Settings
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
@@ -71,11 +71,11 @@ class Cluster:
     configs: dict[str, Path]
     join_token: str
 
-    def client(self) -> AegisClient:
+    def client(self) -> Client:
         return self.orch.client()
 
     def ray_node_of(self, node_id: str) -> str:
-        nodes = {n["node_id"]: n for n in self.client().nodes()["items"]}
+        nodes = {n["node_id"]: n for n in self.client().nodes().to_json()["items"]}
         return nodes[node_id]["ray_node_id"]
 
 
@@ -136,7 +136,7 @@ def cluster() -> Iterator[Cluster]:
 def _wait_ready(c: Cluster, ids: set[str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        ready = {n["node_id"] for n in c.client().nodes()["items"] if n["status"] == "ready"}
+        ready = {n.node_id for n in c.client().nodes().items if n.status == "ready"}
         if ids <= ready:
             return
         assert time.monotonic() < deadline, f"not ready: {ids - ready}"
@@ -150,15 +150,17 @@ def test_gpu_manifest_always_lands_on_the_gpu_edge(cluster: Cluster) -> None:
         "    timeout: 60s", "    timeout: 60s\n    target_tags: [gpu]"
     )
     for _ in range(3):
-        rec = wait_state(c, c.submit(text, source="gpu.yaml")["id"], {"SUCCEEDED", "FAILED"})
+        rec = wait_state(c, c.submit(text, source="gpu.yaml").id, {"SUCCEEDED", "FAILED"})
         assert rec["state"] == "SUCCEEDED" and rec["node_id"] == "edge-gpu"
-        (attempt,) = rec["attempts"] if "attempts" in rec else c.get(rec["id"])["attempts"]
+        (attempt,) = (
+            rec["attempts"] if "attempts" in rec else c.get(rec["id"]).to_json()["attempts"]
+        )
         assert attempt["ray_node_id"] == gpu_ray_node  # where the launch actor really ran
 
 
 def test_orchestrator_never_runs_a_container(cluster: Cluster) -> None:
     c = cluster.client()
-    ids = [c.submit(agent_yaml("anywhere", "true"), source="a.yaml")["id"] for _ in range(4)]
+    ids = [c.submit(agent_yaml("anywhere", "true"), source="a.yaml").id for _ in range(4)]
     nodes = {wait_state(c, i, {"SUCCEEDED", "FAILED"})["node_id"] for i in ids}
     assert nodes <= {"edge-gpu", "edge-cpu"}
     planned = c.plan(agent_yaml("anywhere", "true"), source="a.yaml")
@@ -185,18 +187,18 @@ def test_draining_node_gets_nothing_new(cluster: Cluster) -> None:
     )
     assert cluster.orch.aegis("node", "drain", "edge-gpu").returncode == 0
     try:
-        assert c.node("edge-gpu")["status"] == "draining"
+        assert c.node("edge-gpu").to_json()["status"] == "draining"
         with pytest.raises(ApiError) as err:
             c.submit(text, source="gpu.yaml")
         reasons = {n["node_id"]: n["reasons"] for n in err.value.body["plan"]["nodes"]}
         assert any(r["check"] == "status" for r in reasons["edge-gpu"])
         untagged = wait_state(
-            c, c.submit(agent_yaml("any", "true"), source="a")["id"], {"SUCCEEDED"}
+            c, c.submit(agent_yaml("any", "true"), source="a").id, {"SUCCEEDED"}
         )
         assert untagged["node_id"] == "edge-cpu"
     finally:
         cluster.orch.aegis("node", "undrain", "edge-gpu")
-    assert c.node("edge-gpu")["status"] == "ready"
+    assert c.node("edge-gpu").to_json()["status"] == "ready"
 
 
 def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
@@ -208,7 +210,7 @@ def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
             done = stray.aegis("node", "start", "--config", str(config), *args, timeout=60)
             assert done.returncode == 5, done.stdout + done.stderr
         assert not EdgeState.path(Settings(home=stray.home), "edge-stray").exists()
-        assert "edge-stray" not in {n["node_id"] for n in cluster.client().nodes()["items"]}
+        assert "edge-stray" not in {n.node_id for n in cluster.client().nodes().items}
     finally:
         shutil.rmtree(stray.home, ignore_errors=True)
 
@@ -219,7 +221,6 @@ def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
 
     from aegis_ray.rpc import nodes_pb2 as nd
     from aegis_ray.rpc.nodes_pb2_grpc import NodeServiceStub
-    from aegis_ray.sdk.grpc import GrpcAegisClient
 
     address = f"127.0.0.1:{GRPC_PORT}"
     joiner = [("authorization", f"Bearer {cluster.join_token}")]
@@ -252,24 +253,24 @@ def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
-    over_grpc = GrpcAegisClient(address, cluster.orch.token)
+    over_grpc = Client.grpc(address, cluster.orch.token)
     rest = cluster.client()
-    assert {n["node_id"] for n in over_grpc.nodes()["items"]} == {
-        n["node_id"] for n in rest.nodes()["items"]
+    assert {n["node_id"] for n in over_grpc.nodes().to_json()["items"]} == {
+        n["node_id"] for n in rest.nodes().to_json()["items"]
     }
-    assert over_grpc.node("edge-gpu")["total"] == rest.node("edge-gpu")["total"]
+    assert over_grpc.node("edge-gpu").to_json()["total"] == rest.node("edge-gpu").to_json()["total"]
     try:
-        assert over_grpc.drain("edge-gpu")["status"] == "draining"
-        assert rest.node("edge-gpu")["status"] == "draining"
+        assert over_grpc.drain("edge-gpu").to_json()["status"] == "draining"
+        assert rest.node("edge-gpu").to_json()["status"] == "draining"
     finally:
-        assert over_grpc.undrain("edge-gpu")["status"] == "ready"
-    assert over_grpc.cluster_status()["orchestrators"] == 1
+        assert over_grpc.undrain("edge-gpu").to_json()["status"] == "ready"
+    assert over_grpc.cluster_status().to_json()["orchestrators"] == 1
 
 
 def test_aegis_nodes_lists_every_node_with_type_status_and_heartbeat(cluster: Cluster) -> None:
     deadline = time.monotonic() + 30
     while True:
-        items = {n["node_id"]: n for n in cluster.client().nodes()["items"]}
+        items = {n["node_id"]: n for n in cluster.client().nodes().to_json()["items"]}
         if all(n.get("last_heartbeat") for n in items.values()):
             break
         assert time.monotonic() < deadline, items
@@ -305,17 +306,17 @@ def test_killed_edge_leads_to_a_retry_on_the_other_edge(cluster: Cluster) -> Non
     c = cluster.client()
     text = agent_yaml("survivor", "echo start; sleep 25; echo finished", timeout="300s")
     text = text.replace("    timeout: 300s", "    timeout: 300s\n    max_retries: 1")
-    rec = c.submit(text, source="long.yaml")
+    rec = c.submit(text, source="long.yaml").to_json()
     rec = wait_state(c, rec["id"], {"RUNNING"})
     victim = rec["node_id"]
     other = ({"edge-gpu", "edge-cpu"} - {victim}).pop()
     _kill_edge(cluster, victim)
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)
-    attempts = c.get(rec["id"])["attempts"]
+    attempts = c.get(rec["id"]).to_json()["attempts"]
     assert final["state"] == "SUCCEEDED", final
     assert [a["node_id"] for a in attempts] == [victim, other]
     assert attempts[0]["outcome"] == "LOST" and final["attempt"] == 2
-    assert any(n["node_id"] == victim and n["status"] == "down" for n in c.nodes()["items"])
+    assert any(n.node_id == victim and n.status == "down" for n in c.nodes().items)
     # The lost node comes back (same NodeConfig, a new raylet): it is ready again.
     _restart_edge(cluster, victim)
 
@@ -325,7 +326,7 @@ def test_node_lost_with_no_retries_left_ends_failed_node_lost(cluster: Cluster) 
     text = agent_yaml("no-second-chance", "sleep 120", timeout="300s").replace(
         "    timeout: 300s", "    timeout: 300s\n    target_tags: [gpu]\n    max_retries: 0"
     )
-    rec = wait_state(c, c.submit(text, source="x.yaml")["id"], {"RUNNING"})
+    rec = wait_state(c, c.submit(text, source="x.yaml").id, {"RUNNING"})
     assert rec["node_id"] == "edge-gpu"
     _kill_edge(cluster, "edge-gpu")
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 
-from aegis_ray.sdk.rest import AegisClient, ApiError
+from aegis_ray import ApiError, Client
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
 
@@ -17,13 +18,13 @@ pytestmark = pytest.mark.e2e
 EXECUTION_LABEL = "ai.100monkeys.aegis/execution-id"
 
 
-def wait_state(c: AegisClient, eid: str, states: set[str], timeout: float = 90) -> dict:
+def wait_state(c: Client, eid: str, states: set[str], timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
-    rec = c.get(eid)
+    rec = c.get(eid).to_json()
     while rec["state"] not in states:
         assert time.monotonic() < deadline, f"still {rec['state']} after {timeout}s: {rec}"
         time.sleep(0.3)
-        rec = c.get(eid)
+        rec = c.get(eid).to_json()
     return rec
 
 
@@ -34,7 +35,7 @@ def containers_of(eid: str) -> list:
 
 
 def submit(stack: Stack, text: str, name: str = "m.yaml") -> dict:
-    return stack.client().submit(text, source=name)
+    return stack.client().submit(text, source=name).to_json()
 
 
 def test_hello_agent_runs_and_follow_exits_zero_with_its_output(stack: Stack) -> None:
@@ -42,10 +43,11 @@ def test_hello_agent_runs_and_follow_exits_zero_with_its_output(stack: Stack) ->
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Say hello to the cluster" in done.stdout
     assert "SUCCEEDED" in done.stdout
-    eid = stack.client().list(name="hello-agent")["items"][0]["id"]
-    rec = stack.client().get(eid)
+    eid = stack.client().list(name="hello-agent").items[0].id
+    rec = stack.client().get(eid).to_json()
     assert rec["state"] == "SUCCEEDED" and rec["exit_code"] == 0
-    states = [e["to_state"] for e in stack.client().events(eid)["items"] if e.get("to_state")]
+    events = stack.client().events(eid).to_json()["items"]
+    states = [e["to_state"] for e in events if e.get("to_state")]
     assert states == ["PENDING", "SCHEDULED", "STARTING", "RUNNING", "SUCCEEDED"]
 
 
@@ -54,7 +56,7 @@ def test_logs_keep_both_streams_in_order(stack: Stack) -> None:
     rec = submit(stack, agent_yaml("many-lines", script))
     rec = wait_state(stack.client(), rec["id"], {"SUCCEEDED", "FAILED"})
     assert rec["state"] == "SUCCEEDED"
-    logs = stack.client().logs(rec["id"])["items"]
+    logs = stack.client().log_page(rec["id"]).to_json()["items"]
     stdout = [r["line"] for r in logs if r["stream"] == "stdout"]
     assert stdout == [f"line-{i}" for i in range(1, 301)]
     assert [r["line"] for r in logs if r["stream"] == "stderr"] == ["oops"]
@@ -65,8 +67,8 @@ def test_logs_keep_both_streams_in_order(stack: Stack) -> None:
 def test_failing_agent_ends_failed_with_its_exit_code(stack: Stack) -> None:
     done = stack.aegis("submit", "examples/failing-agent.yaml", "--follow", "-o", "json")
     assert done.returncode == 1, done.stdout + done.stderr
-    eid = stack.client().list(name="failing-agent")["items"][0]["id"]
-    rec = stack.client().get(eid)
+    eid = stack.client().list(name="failing-agent").items[0].id
+    rec = stack.client().get(eid).to_json()
     assert rec["state"] == "FAILED" and rec["exit_code"] == 3
     assert "exit code 3" in rec["reason"]
 
@@ -74,8 +76,8 @@ def test_failing_agent_ends_failed_with_its_exit_code(stack: Stack) -> None:
 def test_agent_past_its_timeout_ends_timed_out(stack: Stack) -> None:
     done = stack.aegis("submit", "examples/timeout-agent.yaml", "--follow")
     assert done.returncode == 124, done.stdout + done.stderr
-    eid = stack.client().list(name="timeout-agent")["items"][0]["id"]
-    rec = stack.client().get(eid)
+    eid = stack.client().list(name="timeout-agent").items[0].id
+    rec = stack.client().get(eid).to_json()
     assert rec["state"] == "TIMED_OUT"
     started = rec["started_at"]
     assert started and rec["finished_at"] > started
@@ -161,14 +163,14 @@ def test_bad_manifest_is_rejected_with_field_path_and_no_row(
     stack: Stack, text: str, path: str
 ) -> None:
     c = stack.client()
-    before = len(c.list(limit=500)["items"])
+    before = len(c.list(limit=500).to_json()["items"])
     with pytest.raises(ApiError) as err:
         c.submit(text, source="bad.yaml")
     assert err.value.status == 422
     body = err.value.body
     assert body["error"] == "invalid_manifest" and body["source"] == "bad.yaml"
     assert any(p["path"] == path for p in body["problems"]), body
-    assert len(c.list(limit=500)["items"]) == before
+    assert len(c.list(limit=500).to_json()["items"]) == before
 
 
 def test_cli_rejects_a_bad_manifest_with_exit_2_naming_file_field_value(
@@ -184,21 +186,21 @@ def test_cli_rejects_a_bad_manifest_with_exit_2_naming_file_field_value(
 
 def test_manifest_no_node_could_ever_fit_is_rejected_with_reasons(stack: Stack) -> None:
     c = stack.client()
-    before = len(c.list(limit=500)["items"])
+    before = len(c.list(limit=500).to_json()["items"])
     with pytest.raises(ApiError) as err:
         c.submit(agent_yaml("huge", "true", memory="3Ti"), source="huge.yaml")
     assert err.value.status == 422 and err.value.body["error"] == "unschedulable"
     reasons = [r for n in err.value.body["plan"]["nodes"] for r in n["reasons"]]
     assert any(r["check"] == "memory" for r in reasons), reasons
-    assert len(c.list(limit=500)["items"]) == before
+    assert len(c.list(limit=500).to_json()["items"]) == before
 
 
 def test_api_refuses_requests_without_a_valid_token(stack: Stack) -> None:
     for token in (None, "aegis_not-a-real-token"):
         with pytest.raises(ApiError) as err:
-            AegisClient(stack.api_url, token).list()
+            Client.rest(stack.api_url, token).list()
         assert err.value.status == 401
-    assert AegisClient(stack.api_url, None).health()["status"] == "ok"
+    assert Client.rest(stack.api_url, None).health().to_json()["status"] == "ok"
 
 
 def test_list_filters_by_state_and_pages(stack: Stack) -> None:
@@ -206,14 +208,14 @@ def test_list_filters_by_state_and_pages(stack: Stack) -> None:
     ids = [submit(stack, agent_yaml("pager", "true"))["id"] for _ in range(3)]
     for eid in ids:
         wait_state(c, eid, {"SUCCEEDED", "FAILED"})
-    page = c.list(name="pager", limit=2)
+    page = c.list(name="pager", limit=2).to_json()
     assert len(page["items"]) == 2 and page["next_before"]
-    rest = c._call("GET", "/v1/executions", params={"name": "pager", "before": page["next_before"]})
+    rest = c.list(name="pager", before=page["next_before"]).to_json()
     seen = [r["id"] for r in page["items"] + rest["items"]]
     assert sorted(seen) == sorted(ids)
-    succeeded = c.list(states=["SUCCEEDED"], name="pager")["items"]
+    succeeded = c.list(states=["SUCCEEDED"], name="pager").to_json()["items"]
     assert {r["id"] for r in succeeded} == set(ids)
-    assert c.list(states=["FAILED"], name="pager")["items"] == []
+    assert c.list(states=["FAILED"], name="pager").to_json()["items"] == []
 
 
 def test_get_unknown_execution_is_404_and_cli_exit_4(stack: Stack) -> None:
@@ -238,7 +240,7 @@ def test_status_reports_every_service(stack: Stack) -> None:
 def test_up_is_idempotent(stack: Stack) -> None:
     done = stack.aegis("up")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert stack.client().health()["status"] == "ok"
+    assert stack.client().health().to_json()["status"] == "ok"
 
 
 def test_execution_waits_for_capacity_with_the_reason_then_runs(stack: Stack) -> None:
@@ -248,10 +250,10 @@ def test_execution_waits_for_capacity_with_the_reason_then_runs(stack: Stack) ->
     wait_state(c, first["id"], {"RUNNING"})
     second = submit(stack, agent_yaml("big-second", "echo second", cpu=1500))
     deadline = time.monotonic() + 30
-    while "waiting for capacity" not in (c.get(second["id"])["reason"] or ""):
+    while "waiting for capacity" not in (c.get(second["id"]).to_json()["reason"] or ""):
         assert time.monotonic() < deadline, c.get(second["id"])
         time.sleep(0.5)
-    rec = c.get(second["id"])
+    rec = c.get(second["id"]).to_json()
     assert rec["state"] == "PENDING" and "cpu" in rec["reason"]
     get = stack.aegis("get", second["id"])
     assert "waiting for capacity" in get.stdout
@@ -260,7 +262,7 @@ def test_execution_waits_for_capacity_with_the_reason_then_runs(stack: Stack) ->
 
 
 def test_openapi_document_lists_the_routes(stack: Stack) -> None:
-    doc = stack.client()._call("GET", "/openapi.json")
+    doc = httpx.get(f"{stack.api_url}/openapi.json").json()
     for path in ("/v1/executions", "/v1/executions/{execution_id}/logs", "/v1/nodes", "/health"):
         assert path in doc["paths"]
 
@@ -291,7 +293,7 @@ def test_reconciler_ends_an_execution_whose_workflow_was_terminated(stack: Stack
 def test_nodes_show_heartbeat_and_executions(stack: Stack) -> None:
     deadline = time.monotonic() + 30
     while True:
-        (node,) = stack.client().nodes()["items"]
+        (node,) = stack.client().nodes().to_json()["items"]
         if node.get("last_heartbeat"):
             break
         assert time.monotonic() < deadline, node
@@ -325,5 +327,66 @@ def test_execution_survives_a_restart_of_the_control_plane_worker(stack: Stack) 
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=180)
     assert final["state"] == "SUCCEEDED", final
     assert final["attempt"] == 1
-    lines = [r["line"] for r in c.logs(rec["id"])["items"]]
+    lines = [r["line"] for r in c.log_page(rec["id"]).to_json()["items"]]
     assert "begin" in lines and "end" in lines
+
+
+def test_docs_page_needs_no_cdn_its_assets_are_served_by_the_api(stack: Stack) -> None:
+    import re
+
+    page = httpx.get(f"{stack.api_url}/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert assets and all(url.startswith("/") for url in assets), assets
+    for url in assets:
+        assert httpx.get(f"{stack.api_url}{url}").status_code == 200, url
+    doc = httpx.get(f"{stack.api_url}/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_cli_names_the_parameter_fastapi_refuses(stack: Stack) -> None:
+    done = stack.aegis("list", "--limit", "0")
+    assert done.returncode == 2
+    assert "query.limit" in done.stderr and "HTTP 422 (HTTP 422)" not in done.stderr
+
+
+def test_readme_sdk_example_runs_as_written(stack: Stack) -> None:
+    import re
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Python SDK") :]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
+    assert len(code.strip().splitlines()) == 3, code
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=stack.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "SUCCEEDED"
+
+
+def test_async_client_runs_an_agent_and_reads_its_output(stack: Stack) -> None:
+    import asyncio
+
+    from aegis_ray import AsyncClient
+    from aegis_ray.contract.executions import End, LogLine
+
+    async def run() -> tuple[str, list[str], list[object]]:
+        async with AsyncClient.rest(stack.api_url, stack.token) as c:
+            rec = await c.run(agent_yaml("async-agent", "echo from-async"), timeout=120)
+            lines = [ln.line async for ln in c.logs(rec.id)]
+            items = [item async for item in c.watch(rec.id)]
+            return rec.state, lines, items
+
+    state, lines, items = asyncio.run(run())
+    assert state == "SUCCEEDED" and lines == ["from-async"]
+    assert isinstance(items[-1], End) and items[-1].state == "SUCCEEDED"
+    assert [i.line for i in items if isinstance(i, LogLine)] == ["from-async"]

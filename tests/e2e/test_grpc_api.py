@@ -14,14 +14,13 @@ import grpc
 import pytest
 import yaml
 
+from aegis_ray import ApiError, Client
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
 from aegis_ray.rpc.convert import manifest_message, to_dict
 from aegis_ray.rpc.executions_pb2_grpc import ExecutionServiceStub
 from aegis_ray.rpc.nodes_pb2_grpc import ClusterServiceStub, NodeServiceStub
-from aegis_ray.sdk.grpc import GrpcAegisClient
-from aegis_ray.sdk.rest import AegisClient, ApiError
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
@@ -47,9 +46,9 @@ def structured(text: str, source: str = "t.yaml") -> ex.ManifestInput:
     return ex.ManifestInput(agent=manifest_message(yaml.safe_load(text)), source=source)
 
 
-def stored(c: AegisClient, eid: str) -> dict[str, Any]:
+def stored(c: Client, eid: str) -> dict[str, Any]:
     """What the cluster stored about an execution, minus what differs between any two runs."""
-    rec = c.get(eid)
+    rec = c.get(eid).to_json()
     return {
         "state": rec["state"],
         "exit_code": rec["exit_code"],
@@ -58,21 +57,23 @@ def stored(c: AegisClient, eid: str) -> dict[str, Any]:
         "manifest": rec["manifest"],
         "max_retries": rec["max_retries"],
         "timeout_s": rec["timeout_s"],
-        "transitions": [e["to_state"] for e in c.events(eid)["items"] if e["to_state"]],
-        "logs": sorted((ln["stream"], ln["line"]) for ln in c.logs(eid)["items"]),
+        "transitions": [e["to_state"] for e in c.events(eid).to_json()["items"] if e["to_state"]],
+        "logs": sorted((ln["stream"], ln["line"]) for ln in c.log_page(eid).to_json()["items"]),
     }
 
 
-def test_same_submission_over_rest_and_grpc_stores_the_same_result(stack: Stack) -> None:
+def test_same_submission_over_rest_and_grpc_stores_the_same_result(
+    stack: Stack, channel: Any
+) -> None:
     rest = stack.client()
-    over_grpc = GrpcAegisClient(GRPC_ADDRESS, stack.token)
+    over_grpc = Client.grpc(GRPC_ADDRESS, stack.token)
     text = agent_yaml("parity", SCRIPT)
     ids = [
-        rest.submit(text, source="p.yaml")["id"],
-        over_grpc.submit(text, source="p.yaml")["id"],  # structured manifest
-        over_grpc._call(  # the YAML text form
-            over_grpc.executions.SubmitExecution,
+        rest.submit(text, source="p.yaml").id,
+        over_grpc.submit(text, source="p.yaml").id,  # structured manifest
+        ExecutionServiceStub(channel).SubmitExecution(  # the YAML text form
             ex.SubmitExecutionRequest(manifest=ex.ManifestInput(yaml=text, source="p.yaml")),
+            metadata=auth(stack),
         ).id,
     ]
     for eid in ids:
@@ -83,7 +84,7 @@ def test_same_submission_over_rest_and_grpc_stores_the_same_result(stack: Stack)
     assert results[1] == results[0] and results[2] == results[0]
     # And each API reads back the same record: the gRPC message holds every REST field.
     for eid in ids:
-        by_rest, by_grpc = rest.get(eid), over_grpc.get(eid)
+        by_rest, by_grpc = rest.get(eid).to_json(), over_grpc.get(eid).to_json()
         assert set(by_grpc) == set(by_rest)
         for key, value in by_rest.items():
             if key.endswith("_at"):
@@ -95,7 +96,7 @@ def test_same_submission_over_rest_and_grpc_stores_the_same_result(stack: Stack)
         assert [a["outcome"] for a in by_grpc["attempts"]] == [
             a["outcome"] for a in by_rest["attempts"]
         ]
-    listed = {e["id"] for e in over_grpc.list(name="parity", limit=500)["items"]}
+    listed = {e["id"] for e in over_grpc.list(name="parity", limit=500).to_json()["items"]}
     assert set(ids) <= listed
 
 
@@ -116,8 +117,8 @@ def test_watch_streams_every_change_in_order_until_the_end(stack: Stack, channel
     logs = [row for k, row in items if k == "log"]
     # Exactly what is stored, in order, nothing twice, nothing left out.
     rest = stack.client()
-    assert [e["id"] for e in events] == [e["id"] for e in rest.events(created.id)["items"]]
-    assert [ln["id"] for ln in logs] == [ln["id"] for ln in rest.logs(created.id)["items"]]
+    assert [e["id"] for e in events] == [e.id for e in rest.events(created.id).items]
+    assert [ln["id"] for ln in logs] == [ln.id for ln in rest.logs(created.id)]
     states = [e["to_state"] for e in events if e["to_state"]]
     assert states == ["PENDING", "SCHEDULED", "STARTING", "RUNNING", "FAILED"]
     # Output comes after the container started and before the state change that ended it.
@@ -145,7 +146,7 @@ def test_watch_streams_every_change_in_order_until_the_end(stack: Stack, channel
 
 def test_bad_manifest_is_invalid_argument_with_the_field_path(stack: Stack, channel: Any) -> None:
     stub = ExecutionServiceStub(channel)
-    before = len(stack.client().list(limit=500)["items"])
+    before = len(stack.client().list(limit=500).to_json()["items"])
     bad = agent_yaml("bad-cpu", "true").replace("cpu: 250", "cpu: lots")
     with pytest.raises(grpc.RpcError) as err:
         stub.SubmitExecution(
@@ -165,7 +166,7 @@ def test_bad_manifest_is_invalid_argument_with_the_field_path(stack: Stack, chan
         )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "spec.bogus: unknown key" in err.value.details()
-    assert len(stack.client().list(limit=500)["items"]) == before  # nothing written
+    assert len(stack.client().list(limit=500).to_json()["items"]) == before  # nothing written
 
 
 def test_calls_without_a_valid_token_are_refused(stack: Stack, channel: Any) -> None:
@@ -178,7 +179,7 @@ def test_calls_without_a_valid_token_are_refused(stack: Stack, channel: Any) -> 
             list(stub.WatchExecution(ex.WatchExecutionRequest(id=str(uuid.uuid4()))))
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # A user token may run agents but not drain nodes or issue tokens.
-    user = stack.client().create_token(role="user", ttl_s=300)["token"]
+    user = stack.client().create_token(role="user", ttl_s=300).to_json()["token"]
     as_user = [("authorization", f"Bearer {user}")]
     assert ExecutionServiceStub(channel).ListExecutions(
         ex.ListExecutionsRequest(limit=1), metadata=as_user
@@ -220,7 +221,7 @@ def test_refusals_map_to_fitting_status_codes(stack: Stack, channel: Any) -> Non
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     # The Python client turns refusals into the REST client's errors, with the same body.
     with pytest.raises(ApiError) as api_err:
-        GrpcAegisClient(GRPC_ADDRESS, stack.token).cancel(done.id)
+        Client.grpc(GRPC_ADDRESS, stack.token).cancel(done.id)
     assert api_err.value.status == 409 and api_err.value.body["state"] == "SUCCEEDED"
 
 

@@ -7,10 +7,9 @@ import time
 
 import pytest
 
+from aegis_ray import ApiError, Client
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
-from aegis_ray.sdk.grpc import GrpcAegisClient
-from aegis_ray.sdk.rest import ApiError
 from tests.e2e.conftest import REPO, Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
@@ -36,7 +35,7 @@ def _eventually_succeeds(stack: Stack, timeout: float = 120) -> dict:
     while True:
         try:
             rec = stack.client().submit(agent_yaml("after-outage", "echo back"), source="x.yaml")
-            return wait_state(stack.client(), rec["id"], {"SUCCEEDED", "FAILED"}, timeout=90)
+            return wait_state(stack.client(), rec.id, {"SUCCEEDED", "FAILED"}, timeout=90)
         except ApiError as err:
             assert err.status == 503, err.body
             assert time.monotonic() < deadline, f"still unavailable: {err.body}"
@@ -45,7 +44,7 @@ def _eventually_succeeds(stack: Stack, timeout: float = 120) -> dict:
 
 def _assert_grpc_unavailable(stack: Stack, error: str, *cli_args: str) -> None:
     """The same outage over gRPC: UNAVAILABLE with the REST error body, CLI exit 3."""
-    client = GrpcAegisClient(GRPC_ADDRESS, stack.token)
+    client = Client.grpc(GRPC_ADDRESS, stack.token)
     call = getattr(client, cli_args[0])
     args = ((REPO / cli_args[1]).read_text(),) if len(cli_args) > 1 else ()
     kwargs = {"source": cli_args[1]} if len(cli_args) > 1 else {}
@@ -58,7 +57,7 @@ def _assert_grpc_unavailable(stack: Stack, error: str, *cli_args: str) -> None:
 
 def test_temporal_down_gives_503_writes_nothing_and_recovers(stack: Stack) -> None:
     c = stack.client()
-    before = len(c.list(limit=500)["items"])
+    before = len(c.list(limit=500).to_json()["items"])
     server = _temporal(stack)
     server.stop()
     try:
@@ -66,7 +65,7 @@ def test_temporal_down_gives_503_writes_nothing_and_recovers(stack: Stack) -> No
             c.submit(agent_yaml("no-temporal", "true"), source="x.yaml")
         assert err.value.status == 503
         assert err.value.body["error"] == "temporal_unavailable"
-        assert len(c.list(limit=500)["items"]) == before  # nothing half-written
+        assert len(c.list(limit=500).to_json()["items"]) == before  # nothing half-written
         health = stack.aegis("status", "-o", "json")
         assert health.returncode == 3 and "temporal" in health.stdout
         cli = stack.aegis("submit", "examples/hello-agent.yaml")

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
-from aegis_ray.api.errors import ERRORS, GRPC_TO_HTTP, ApiProblem
+from aegis_ray.api.errors import ApiProblem
+from aegis_ray.contract.errors import ERRORS, GRPC_TO_HTTP
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd

@@ -1,0 +1,81 @@
+"""What the OpenAPI document says beyond the route signatures: the manifest body (YAML or JSON
+text, read by the route itself), the refusals each route documents, the NDJSON streams, and
+the schemas of those (added to the document by `with_extra_schemas`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from aegis_ray.contract.errors import ErrorBody
+from aegis_ray.contract.executions import MANIFEST_MEDIA_TYPES, FollowEnd, WatchItem
+from aegis_ray.core.models.agent import AgentManifest
+
+_REF = "#/components/schemas/{model}"
+
+MANIFEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "An Agent manifest, as YAML or as JSON (`aegis schema agent`).",
+        "content": {
+            MANIFEST_MEDIA_TYPES["yaml"]: {
+                "schema": {"type": "string", "description": "the manifest's YAML text"}
+            },
+            MANIFEST_MEDIA_TYPES["json"]: {"schema": {"$ref": _REF.format(model="AgentManifest")}},
+        },
+    }
+}
+
+_WHY = {
+    400: "bad_request: a parameter or field is invalid (`problems` names each)",
+    401: "unauthenticated: no valid bearer token",
+    403: "forbidden: the token's role may not do this",
+    404: "not_found: no such execution or node (for another tenant's, too)",
+    409: "already_finished: the execution has ended (`state` says how)",
+    413: "too_large: a manifest over 1 MiB",
+    422: "invalid_manifest (`problems`: field, message, value) or unschedulable (`plan`: why)",
+    503: "database_unavailable or temporal_unavailable: try again when it is back",
+    "4XX": "another refusal, in the same shape",
+}
+
+
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses of an authenticated route: the common ones and `codes`."""
+    return {
+        code: {"model": ErrorBody, "description": _WHY[code]}
+        for code in (400, 401, 403, *codes, 503, "4XX")
+    }
+
+
+def ndjson_of(*models: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 answered as newline-delimited JSON, each line one of `models`."""
+    refs = [{"$ref": _REF.format(model=m)} for m in models]
+    # "type" replaces the {"type": "string"} FastAPI gives a streaming response's body.
+    schema = {"type": "object"} | (refs[0] if len(refs) == 1 else {"oneOf": refs})
+    return {200: {"content": {"application/x-ndjson": {"schema": schema}}}}
+
+
+def with_extra_schemas(app: Any) -> Callable[[], dict[str, Any]]:
+    """`app.openapi` plus the schemas named above that no route parameter brings in."""
+    plain: Callable[[], dict[str, Any]] = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _, extra = models_json_schema(
+                [
+                    (AgentManifest, "validation"),
+                    (WatchItem, "serialization"),
+                    (FollowEnd, "serialization"),
+                ],
+                by_alias=True,
+                ref_template=_REF,
+            )
+            schemas = plain().setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in extra.get("$defs", {}).items():
+                if schemas.setdefault(name, schema) != schema:
+                    raise RuntimeError(f"OpenAPI: two different schemas are named {name!r}")
+        return plain()
+
+    return document

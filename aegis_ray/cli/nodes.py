@@ -1,0 +1,149 @@
+"""`aegis nodes` and `aegis node start | stop | drain | undrain`: the machines of a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aegis_ray.cli.render import Output, console, emit, nodes_table
+from aegis_ray.cli.session import (
+    EXIT_AUTH,
+    EXIT_BAD_INPUT,
+    EXIT_UNAVAILABLE,
+    OutputOpt,
+    call,
+    fail,
+    load_or_exit,
+    session,
+)
+from aegis_ray.settings import Settings
+
+app = typer.Typer()
+node_app = typer.Typer(help="Start, stop and drain the nodes of a cluster.", no_args_is_help=True)
+
+
+@app.command()
+def nodes(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
+    """Nodes of the cluster with their role, tags and free capacity."""
+    items = [n.to_json() for n in call(session(ctx).client().nodes).items]
+    if not emit(items, output):
+        console.print(nodes_table(items))
+
+
+def read_node_config(path: Path) -> Any:
+    doc = load_or_exit(path)
+    if doc.kind != "NodeConfig":
+        fail(f"{path}: kind: expected NodeConfig (got {doc.kind!r})", EXIT_BAD_INPUT)
+    return doc
+
+
+@node_app.command("start")
+def node_start(
+    config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
+    join_token: Annotated[
+        str | None, typer.Option(envvar="AEGIS_JOIN_TOKEN", help="edge nodes: a join token")
+    ] = None,
+    ray_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="extra `ray start` argument (repeatable), e.g. ports; AEGIS_RAY_ARGS adds more"
+        ),
+    ] = None,
+    node_id: Annotated[
+        str | None,
+        typer.Option(
+            help="this instance's node id: {id} = the config's, {host} = this host's name"
+        ),
+    ] = None,
+    orchestrator_url: Annotated[
+        str | None, typer.Option(help="edge nodes: overrides spec.runtime.orchestrator_url")
+    ] = None,
+    join_token_file: Annotated[
+        Path | None, typer.Option(help="edge nodes: read the join token from this file")
+    ] = None,
+    join_secret_file: Annotated[
+        Path | None,
+        typer.Option(help="heads: accept this file's pre-shared secret as a join token (ray up)"),
+    ] = None,
+) -> None:
+    """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
+    edge = a Ray worker node that registers with the orchestrator named in its config."""
+    from aegis_ray.cli.cluster import instance_config, ray_args_with_env, read_secret_file
+    from aegis_ray.node.stack import JoinRefused, join_edge
+    from aegis_ray.node.stack import up as stack_up
+
+    node = instance_config(
+        read_node_config(config), config, node_id=node_id, orchestrator_url=orchestrator_url
+    )
+    if join_token_file is not None:
+        join_token = read_secret_file(join_token_file, "--join-token-file")
+    join_secret = join_secret_file and read_secret_file(join_secret_file, "--join-secret-file")
+    ray_arg = ray_args_with_env(ray_arg)
+    settings = Settings()
+    # spec.api places the API unless AEGIS_API_HOST / AEGIS_API_PORT / AEGIS_GRPC_PORT say.
+    api = node.spec.api
+    for name, value in (
+        ("api_host", api.bind),
+        ("api_port", api.rest_port),
+        ("grpc_port", api.grpc_port),
+    ):
+        if name not in settings.model_fields_set:
+            setattr(settings, name, value)
+
+    def say(step: str) -> None:
+        console.print(f"[dim]·[/] {step}", highlight=False)
+
+    kind = node.spec.node.type.value
+    if kind == "edge" and not join_token:
+        fail(
+            "an edge node needs a join token: --join-token or AEGIS_JOIN_TOKEN "
+            "(issue one on the orchestrator with `aegis token create --join`)",
+            EXIT_AUTH,
+        )
+    try:
+        if kind == "edge":
+            assert join_token is not None
+            state = join_edge(settings, node, join_token, say, ray_args=ray_arg or [])
+            console.print(f"[green]edge {state.node_id} joined[/] {state.ray_address}")
+        else:
+            head = stack_up(settings, node, say, ray_args=ray_arg, join_secret=join_secret)
+            console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
+    except JoinRefused as err:
+        fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)
+    except (RuntimeError, TimeoutError, OSError) as err:
+        fail(f"node start failed: {err}", EXIT_UNAVAILABLE)
+
+
+@node_app.command("stop")
+def node_stop(
+    config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
+    node_id: Annotated[str | None, typer.Option(help="as given to `aegis node start`")] = None,
+) -> None:
+    """Stop this machine's node (what `aegis node start` started for that config)."""
+    from aegis_ray.cli.cluster import instance_config
+    from aegis_ray.node.stack import down as stack_down
+    from aegis_ray.node.stack import stop_edge
+
+    node = instance_config(read_node_config(config), config, node_id=node_id, orchestrator_url=None)
+    settings = Settings()
+    if node.spec.node.type.value == "edge":
+        stopped = stop_edge(settings, node.spec.node.id)
+        console.print("stopped" if stopped else "nothing was running")
+        return
+    stack_down(settings, lambda s: console.print(f"[dim]·[/] stopping {s}"))
+
+
+@node_app.command("drain")
+def node_drain(ctx: typer.Context, node_id: str) -> None:
+    """Give a node no new work; what runs there finishes."""
+    call(session(ctx).client().drain, node_id)
+    console.print(f"{node_id} draining")
+
+
+@node_app.command("undrain")
+def node_undrain(ctx: typer.Context, node_id: str) -> None:
+    """Make a drained node take new work again."""
+    call(session(ctx).client().undrain, node_id)
+    console.print(f"{node_id} ready")
