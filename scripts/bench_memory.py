@@ -32,7 +32,9 @@ from pathlib import Path
 import yaml
 from benchlib import (
     BARE_LABEL,
+    DOCKER,
     HELLO,
+    REAPED,
     Api,
     Bare,
     CpuMeter,
@@ -49,12 +51,14 @@ MiB = 1024.0  # smaps values are kB
 IDLE_TARGET_MIB = 1.2 * 1024
 AGENT_TARGET_MIB = 8.0
 DOCKER_DAEMONS = ("dockerd", "containerd")
+EXECUTION_LABEL = "ai.100monkeys.aegis/execution-id"
+NONE: frozenset[str] = frozenset()  # no container counts as ours
 
 
 def group(component: str) -> str:
     kind = component.rpartition(": ")[2]
     if kind.startswith("Serve") or kind.startswith("node agent"):
-        return "aegis control plane on Ray (Serve, node agent)"
+        return "aegis on Ray (Serve, node agent)"
     if kind.startswith("Ray"):
         return "Ray"
     if kind in DOCKER_DAEMONS:
@@ -68,71 +72,66 @@ def idle_report(snap: MemSnapshot) -> float:
     subtotal: dict[str, float] = {}
     for c in comps:
         m = snap.by_component[c]
-        rows.append(
-            [
-                c,
-                str(snap.count[c]),
-                f"{m.pss / MiB:.1f}",
-                f"{m.rss / MiB:.1f}",
-                f"{m.uss / MiB:.1f}",
-            ]
-        )
+        mib = [f"{v / MiB:.1f}" for v in (m.pss, m.rss, m.uss)]
+        rows.append([c, str(snap.count[c]), *mib])
         subtotal[group(c)] = subtotal.get(group(c), 0.0) + m.pss / MiB
     stack = sum(v for k, v in subtotal.items() if k != "Docker daemons")
     docker = subtotal.get("Docker daemons", 0.0)
+    procs = sum(snap.count[c] for c in comps if c not in DOCKER_DAEMONS)
     rows.append(["", "", "", "", ""])
     for k, v in subtotal.items():
         rows.append([f"subtotal {k}", "", f"{v:.1f}", "", ""])
-    rows.append(
-        [
-            "total: the stack without Docker",
-            str(sum(snap.count[c] for c in comps if c not in DOCKER_DAEMONS)),
-            f"{stack:.1f}",
-            "",
-            "",
-        ]
-    )
+    rows.append(["total: the stack without Docker", str(procs), f"{stack:.1f}", "", ""])
     rows.append(["total with dockerd + containerd", "", f"{stack + docker:.1f}", "", ""])
     print(table(rows, ["idle component", "procs", "PSS MiB", "RSS MiB", "USS MiB"]))
     return stack + docker
 
 
 def added_report(
-    label: str, before: MemSnapshot, after: MemSnapshot, n: int, cpu: CpuWindow, idle: CpuWindow
+    label: str,
+    before: MemSnapshot,
+    after: MemSnapshot,
+    n: int,
+    cpu: CpuWindow,
+    idle: CpuWindow,
+    docker_only: bool,
 ) -> tuple[float, float, float]:
+    """Per running agent, PSS and CPU added per component and in total: for aegis every
+    component of the stack and Docker; for bare Docker only Docker's (the stack plays no part
+    there, its own fluctuations are noise)."""
     comps = sorted(
-        {c for c in [*before.by_component, *after.by_component] if is_stack(c)}, key=sort_key
+        {c for c in [*before.by_component, *after.by_component, *cpu.by_component] if is_stack(c)},
+        key=sort_key,
     )
     rows = []
+    mem_total = cpu_total = 0.0
     for c in comps:
-        b = before.by_component.get(c)
-        a = after.by_component.get(c)
-        pb, pa = (b.pss if b else 0) / MiB, (a.pss if a else 0) / MiB
-        cb = (
+        b, a = before.by_component.get(c), after.by_component.get(c)
+        dm = ((a.pss if a else 0) - (b.pss if b else 0)) / MiB / n
+        dc = (
             cpu.by_component.get(c, 0.0) / cpu.seconds
             - idle.by_component.get(c, 0.0) / idle.seconds
-        )
-        if abs(pa - pb) < 0.05 and abs(cb) < 0.0005:
-            continue
-        rows.append(
-            [
-                c,
-                f"{before.count.get(c, 0)} -> {after.count.get(c, 0)}",
-                f"{(pa - pb) / n:+.2f}",
-                f"{cb / n:+.4f}",
-            ]
-        )
-    total = (after.total(comps) - before.total(comps)) / MiB / n
-    host = (after.host_pss_kb - before.host_pss_kb) / MiB / n
+        ) / n
+        if c in DOCKER or c == REAPED or not docker_only:
+            mem_total += dm
+            cpu_total += dc
+        if abs(dm) >= 0.01 or abs(dc) >= 0.0005:
+            procs = f"{before.count.get(c, 0)} -> {after.count.get(c, 0)}"
+            rows.append([c, procs, f"{dm:+.2f}", f"{dc:+.4f}"])
     cpu_host = (cpu.host_busy_s / cpu.seconds - idle.host_busy_s / idle.seconds) / n
-    cpu_stack = (cpu.stack_s / cpu.seconds - idle.stack_s / idle.seconds) / n
-    rows.append(
-        ["total: stack + Docker + shims + containers", "", f"{total:+.2f}", f"{cpu_stack:+.4f}"]
-    )
-    rows.append(["host: every process / host busy", "", f"{host:+.2f}", f"{cpu_host:+.4f}"])
-    print(f"== {label}: {n} running, per running agent ==")
+    what = "Docker (daemons, shims, containers)" if docker_only else "stack + Docker + containers"
+    rows.append([f"total: {what}", "", f"{mem_total:+.2f}", f"{cpu_total:+.4f}"])
+    rows.append(["host busy CPU (every process)", "", "", f"{cpu_host:+.4f}"])
+    print(f"== {label}: {n} running; added per running agent, vs idle ==")
     print(table(rows, ["component", "procs", "PSS MiB", "CPU cores"]))
-    return total, cpu_stack, cpu_host
+    return mem_total, cpu_total, cpu_host
+
+
+def aegis_containers(bare: Bare, ids: list[str]) -> frozenset[str]:
+    """The containers of these executions, found by aegis's execution-id label."""
+    found = bare.client.containers.list(filters={"label": EXECUTION_LABEL})
+    wanted = set(ids)
+    return frozenset(c.id for c in found if c.labels.get(EXECUTION_LABEL) in wanted)
 
 
 def sleeper_manifest(sleep_s: int) -> str:
@@ -165,11 +164,10 @@ def main() -> None:
     meter = CpuMeter(stack)
 
     print(f"API {stack.api_url}; sleeper manifest {manifest} (sh -c 'sleep {sleep_s}')\n")
-    idle_snap = memory_snapshot(stack)
-    idle_total = idle_report(idle_snap)
+    idle_total = idle_report(memory_snapshot(stack, NONE))
     meter.start()
     time.sleep(args.window_s)
-    idle = meter.stop()
+    idle = meter.stop(NONE)
     print(
         f"\nidle CPU over {idle.seconds:.0f} s: host {idle.host_busy_s / idle.seconds:.3f} cores, "
         f"this stack + Docker {idle.stack_s / idle.seconds:.3f} cores"
@@ -177,19 +175,21 @@ def main() -> None:
     top = sorted(
         ((v / idle.seconds, k) for k, v in idle.by_component.items() if is_stack(k)), reverse=True
     )[:6]
-    print("  largest: " + ", ".join(f"{k} {v:.3f}" for v, k in top))
-    print()
+    print("  largest: " + ", ".join(f"{k} {v:.3f}" for v, k in top) + "\n")
 
     # -- bare Docker: the same sleeping containers through the SDK
-    before = memory_snapshot(stack)
+    before = memory_snapshot(stack, NONE)
     kwargs = {**bare.kwargs, "labels": {BARE_LABEL: "1"}}
-    containers = [bare.client.containers.run(detach=True, **kwargs) for _ in range(n)]
+    containers = []
     try:
+        for _ in range(n):
+            containers.append(bare.client.containers.run(detach=True, **kwargs))
+        cids = frozenset(c.id for c in containers)
         time.sleep(args.settle_s)
-        after = memory_snapshot(stack)
+        after = memory_snapshot(stack, cids)
         meter.start()
         time.sleep(args.window_s)
-        cpu = meter.stop()
+        cpu = meter.stop(cids)
         for c in containers:
             c.reload()
         running = sum(1 for c in containers if c.status == "running")
@@ -198,12 +198,12 @@ def main() -> None:
             c.remove(force=True)
     if running != n:
         print(f"warning: only {running} of {n} bare containers still running at the end")
-    b_mem, b_cpu, b_host = added_report("bare Docker", before, after, n, cpu, idle)
+    b_mem, b_cpu, b_host = added_report("bare Docker", before, after, n, cpu, idle, True)
     print()
     time.sleep(3)
 
     # -- aegis: the same through the cluster
-    before = memory_snapshot(stack)
+    before = memory_snapshot(stack, NONE)
     ids: list[str] = []
     try:
         t0 = time.time()
@@ -212,10 +212,11 @@ def main() -> None:
         api.wait_state(ids, ("RUNNING",), deadline_s=120)
         t_all = time.time() - t0
         time.sleep(args.settle_s)
-        after = memory_snapshot(stack)
+        cids = aegis_containers(bare, ids)
+        after = memory_snapshot(stack, cids)
         meter.start()
         time.sleep(args.window_s)
-        cpu = meter.stop()
+        cpu = meter.stop(cids)
         states = [api.get(i)["state"] for i in ids]
     finally:
         t1 = time.time()
@@ -225,9 +226,11 @@ def main() -> None:
         t_cancel = time.time() - t1
     if states.count("RUNNING") != n:
         print(f"warning: states at the end of the window: {states}")
+    if len(cids) != n:
+        print(f"warning: {len(cids)} containers found for the {n} executions")
     print(f"all {n} RUNNING {t_all:.1f} s after the first POST")
-    a_mem, a_cpu, a_host = added_report("aegis", before, after, n, cpu, idle)
-    print(f"cancelled: {sorted(set(ends))} within {t_cancel:.1f} s")
+    a_mem, a_cpu, a_host = added_report("aegis", before, after, n, cpu, idle, False)
+    print(f"cancelled: {sorted(set(ends))}, all terminal {t_cancel:.1f} s after the first cancel")
     print()
 
     rows = [
@@ -236,9 +239,9 @@ def main() -> None:
         ["PSS added per running agent MiB", f"{a_mem:.2f}", f"{b_mem:.2f}",
          f"{a_mem / b_mem:.2f}x" if b_mem > 0 else "n/a", f"<= {AGENT_TARGET_MIB:.0f}",
          "ok" if a_mem <= AGENT_TARGET_MIB else "MISSED"],
-        ["CPU per running agent, stack+Docker, cores", f"{a_cpu:.4f}", f"{b_cpu:.4f}", "",
+        ["CPU per running agent (stack + Docker), cores", f"{a_cpu:.4f}", f"{b_cpu:.4f}", "",
          "~0", ""],
-        ["CPU per running agent, host busy, cores", f"{a_host:.4f}", f"{b_host:.4f}", "",
+        ["CPU per running agent (host busy), cores", f"{a_host:.4f}", f"{b_host:.4f}", "",
          "~0", ""],
     ]  # fmt: skip
     print(table(rows, ["summary", "aegis", "bare Docker", "ratio", "target", ""]))

@@ -502,6 +502,8 @@ class Classifier:
 
     stack: Stack
     procs: dict[int, Proc]
+    # The containers that count as ours (full ids); None: every container on the engine.
+    containers: frozenset[str] | None = None
     nodes: dict[int, str] = field(default_factory=dict)  # Ray session id -> node label
     postmaster: int | None = None
 
@@ -540,6 +542,9 @@ class Classifier:
             seen += 1
             yield p
 
+    def _our_shim(self, shim: Proc) -> bool:
+        return self.containers is None or _arg(shim.args, "-id") in self.containers
+
     def component(self, p: Proc) -> str:
         me = os.getpid()
         if p.pid == me or any(a.pid == me for a in self._ancestors(p)):
@@ -564,9 +569,10 @@ class Classifier:
         if p.comm in ("dockerd", "containerd"):
             return p.comm
         if p.comm.startswith("containerd-shim"):
-            return "containerd-shim"
-        if any(a.comm.startswith("containerd-shim") for a in self._ancestors(p)):
-            return "containers (agent processes)"
+            return "containerd-shim" if self._our_shim(p) else OTHER
+        for a in self._ancestors(p):
+            if a.comm.startswith("containerd-shim"):
+                return "containers (agent processes)" if self._our_shim(a) else OTHER
         if p.pid == 2 or p.ppid == 2:
             return KERNEL
         return OTHER
@@ -617,14 +623,15 @@ class CpuMeter:
         self._busy0, _ = host_busy_ticks()
         self._t0 = time.monotonic()
 
-    def stop(self) -> CpuWindow:
+    def stop(self, containers: frozenset[str] | None = None) -> CpuWindow:
+        """The window since start(); `containers`: only these count as ours (default: all)."""
         busy1, _ = host_busy_ticks()
         t1 = time.monotonic()
         procs1 = processes()
         # Classify on the union: a process that was there at the start but not at the end
         # still names its component (only its CPU after the start snapshot is lost).
         everyone = {**self._procs0, **procs1}
-        cls = Classifier(self.stack, everyone)
+        cls = Classifier(self.stack, everyone, containers)
         before = {p.key: p for p in self._procs0.values()}
         by: dict[str, float] = defaultdict(float)
         count: dict[str, int] = defaultdict(int)
@@ -765,9 +772,10 @@ class MemSnapshot:
         return sum(self.by_component[c].pss for c in components if c in self.by_component)
 
 
-def memory_snapshot(stack: Stack) -> MemSnapshot:
+def memory_snapshot(stack: Stack, containers: frozenset[str] | None = None) -> MemSnapshot:
+    """PSS per component now; `containers`: only these count as ours (default: all)."""
     procs = processes()
-    cls = Classifier(stack, procs)
+    cls = Classifier(stack, procs, containers)
     by: dict[str, Mem] = {}
     count: dict[str, int] = defaultdict(int)
     host = 0

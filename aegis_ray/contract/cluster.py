@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from aegis_ray import __version__
 from aegis_ray.contract.body import Body, Timestamp
 from aegis_ray.core.models.node import NodeSection
+from aegis_ray.core.placement.dimensions import Resources
 
-
-class Capacity(Body):
-    cpu_millis: int
-    memory_bytes: int
-    disk_bytes: int
-    gpu: int
-    slots: int = Field(description="how many more containers the node may run")
+# One amount per resource dimension, keyed by the dimension table's field names (cpu_millis,
+# memory_bytes, disk_bytes, gpu, slots: how many more containers the node may run), so a new
+# dimension needs no change here.
+Capacity = Annotated[
+    dict[str, int],
+    Field(
+        json_schema_extra={
+            "properties": {name: {"type": "integer"} for name in Resources._fields},
+            "required": list(Resources._fields),
+        }
+    ),
+]
 
 
 class Node(Body):

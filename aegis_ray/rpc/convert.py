@@ -20,15 +20,11 @@ M = TypeVar("M", bound=Message)
 
 _MANIFEST = executions_pb2.AgentManifest.DESCRIPTOR.full_name
 _JSON_TYPES = ("google.protobuf.Value", "google.protobuf.Struct", "google.protobuf.ListValue")
-# Quantities where a JSON number's int/float kind carries meaning (cpu: 500 millicores, 0.5
-# cores). google.protobuf.Value keeps only doubles, so fractional numbers travel as strings.
-_QUANTITIES = (
-    ("spec", "security", "resources", "cpu"),
-    ("spec", "security", "resources", "memory"),
-    ("spec", "security", "resources", "disk"),
-    ("spec", "security", "resources", "timeout"),
-    ("spec", "execution", "timeout"),
-)
+# Where a JSON number's int/float kind carries meaning (cpu: 500 millicores, 0.5 cores): every
+# quantity of spec.security.resources, whatever the dimension, and the execution timeout.
+# google.protobuf.Value keeps only doubles, so fractional numbers travel as strings.
+_QUANTITY_MAPS: tuple[tuple[str, ...], ...] = (("spec", "security", "resources"),)
+_QUANTITIES: tuple[tuple[str, ...], ...] = (("spec", "execution", "timeout"),)
 
 
 def to_message(body: dict[str, Any], cls: type[M]) -> M:
@@ -39,7 +35,14 @@ def to_message(body: dict[str, Any], cls: type[M]) -> M:
 def manifest_message(doc: dict[str, Any]) -> executions_pb2.AgentManifest:
     """An Agent manifest document (as loaded from YAML) as the structured message."""
     doc = copy.deepcopy(doc)
-    for path in _QUANTITIES:
+    quantities: list[tuple[str, ...]] = list(_QUANTITIES)
+    for path in _QUANTITY_MAPS:
+        found: Any = doc
+        for key in path:
+            found = found.get(key) if isinstance(found, dict) else None
+        if isinstance(found, dict):
+            quantities += [(*path, name) for name in found]
+    for path in quantities:
         parent: Any = doc
         for key in path[:-1]:
             parent = parent.get(key) if isinstance(parent, dict) else None

@@ -81,25 +81,18 @@ class TaskSpec(_message.Message):
 
 class SecuritySpec(_message.Message):
     __slots__ = ("resources", "network")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
-    resources: ResourceSpec
+    resources: _containers.MessageMap[str, _struct_pb2.Value]
     network: NetworkSpec
-    def __init__(self, resources: _Optional[_Union[ResourceSpec, _Mapping]] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...
-
-class ResourceSpec(_message.Message):
-    __slots__ = ("cpu", "memory", "disk", "gpu", "timeout")
-    CPU_FIELD_NUMBER: _ClassVar[int]
-    MEMORY_FIELD_NUMBER: _ClassVar[int]
-    DISK_FIELD_NUMBER: _ClassVar[int]
-    GPU_FIELD_NUMBER: _ClassVar[int]
-    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
-    cpu: _struct_pb2.Value
-    memory: _struct_pb2.Value
-    disk: _struct_pb2.Value
-    gpu: int
-    timeout: _struct_pb2.Value
-    def __init__(self, cpu: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., memory: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., disk: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., gpu: _Optional[int] = ..., timeout: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    def __init__(self, resources: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ...) -> None: ...
 
 class NetworkSpec(_message.Message):
     __slots__ = ("mode",)

@@ -11,20 +11,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class NodeResources(_message.Message):
-    __slots__ = ("cpu_cores", "memory_gb", "disk_gb", "gpu")
-    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
-    MEMORY_GB_FIELD_NUMBER: _ClassVar[int]
-    DISK_GB_FIELD_NUMBER: _ClassVar[int]
-    GPU_FIELD_NUMBER: _ClassVar[int]
-    cpu_cores: int
-    memory_gb: int
-    disk_gb: int
-    gpu: int
-    def __init__(self, cpu_cores: _Optional[int] = ..., memory_gb: _Optional[int] = ..., disk_gb: _Optional[int] = ..., gpu: _Optional[int] = ...) -> None: ...
-
 class NodeSection(_message.Message):
     __slots__ = ("id", "type", "region", "tags", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
@@ -34,8 +29,8 @@ class NodeSection(_message.Message):
     type: str
     region: str
     tags: _containers.RepeatedScalarFieldContainer[str]
-    resources: NodeResources
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., region: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ...) -> None: ...
+    resources: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., region: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., resources: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class NodeIdentity(_message.Message):
     __slots__ = ("node", "ray_node_id", "address", "version")
@@ -114,22 +109,22 @@ class HeartbeatRequest(_message.Message):
     node_id: str
     def __init__(self, node_id: _Optional[str] = ...) -> None: ...
 
-class Capacity(_message.Message):
-    __slots__ = ("cpu_millis", "memory_bytes", "disk_bytes", "gpu", "slots")
-    CPU_MILLIS_FIELD_NUMBER: _ClassVar[int]
-    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
-    DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
-    GPU_FIELD_NUMBER: _ClassVar[int]
-    SLOTS_FIELD_NUMBER: _ClassVar[int]
-    cpu_millis: int
-    memory_bytes: int
-    disk_bytes: int
-    gpu: int
-    slots: int
-    def __init__(self, cpu_millis: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., gpu: _Optional[int] = ..., slots: _Optional[int] = ...) -> None: ...
-
 class Node(_message.Message):
     __slots__ = ("node_id", "ray_node_id", "role", "status", "tags", "total", "free", "registered", "region", "version", "address", "last_heartbeat", "executions")
+    class TotalEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class FreeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RAY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -148,15 +143,15 @@ class Node(_message.Message):
     role: str
     status: str
     tags: _containers.RepeatedScalarFieldContainer[str]
-    total: Capacity
-    free: Capacity
+    total: _containers.ScalarMap[str, int]
+    free: _containers.ScalarMap[str, int]
     registered: bool
     region: str
     version: str
     address: str
     last_heartbeat: _timestamp_pb2.Timestamp
     executions: int
-    def __init__(self, node_id: _Optional[str] = ..., ray_node_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., total: _Optional[_Union[Capacity, _Mapping]] = ..., free: _Optional[_Union[Capacity, _Mapping]] = ..., registered: _Optional[bool] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[int] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., ray_node_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., total: _Optional[_Mapping[str, int]] = ..., free: _Optional[_Mapping[str, int]] = ..., registered: _Optional[bool] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[int] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

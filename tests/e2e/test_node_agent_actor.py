@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from aegis_ray.node_agent.actor import ensure_node_agent
 from aegis_ray.node_agent.agent import Batch
 from tests.e2e.conftest import Stack
 from tests.e2e.runtime_images import busybox_image
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -68,15 +68,6 @@ def _containers_of(eid: str) -> list[Any]:
     return docker.from_env().containers.list(
         all=True, filters={"label": f"{LABEL_EXECUTION_ID}={eid}"}
     )
-
-
-def _wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting until {what}")
 
 
 def _follow(agent: Any, spec: ContainerSpec, cursor: int, wait_s: float = 5.0) -> Batch:
@@ -129,7 +120,7 @@ def test_sigkilled_agent_comes_back_and_hands_out_every_line_exactly_once(
         except Exception:  # restarting: calls fail until the new process is up
             return False
 
-    _wait_until(back, 60, "Ray restarted the node agent")
+    wait_until(back, 60, "Ray restarted the node agent")
     while True:
         batch = _follow(agent, spec, lines[-1].seq)
         lines += batch.lines
@@ -153,6 +144,6 @@ def test_removing_the_placement_group_removes_the_container(
     ray.get(agent.start.remote(spec), timeout=60)
     assert len(_containers_of(execution_id)) == 1
     remove_placement_group(pg)
-    _wait_until(lambda: _containers_of(execution_id) == [], 15, "the container is removed")
+    wait_until(lambda: _containers_of(execution_id) == [], 15, "the container is removed")
     batch = _follow(agent, spec, -1)
     assert batch.done and batch.gone == "placement group removed"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +17,7 @@ from aegis_ray.node.stack import UpState
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import EXECUTION_LABEL, submit, wait_state
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -29,20 +29,7 @@ def _containers_of(eid: str) -> list[Any]:
 
 
 def _all_lines(stack: Stack, eid: str) -> list[dict[str, Any]]:
-    c, out, after = stack.client(), [], 0
-    while page := c.logs(eid, after=after)["items"]:
-        out += page
-        after = page[-1]["id"]
-    return out
-
-
-def _wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting until {what}")
+    return [line.to_json() for line in stack.client().logs(eid)]
 
 
 def test_a_two_thousand_line_log_arrives_complete_and_in_order(stack: Stack) -> None:
@@ -80,7 +67,7 @@ def test_a_sigkilled_node_agent_comes_back_and_the_execution_keeps_every_line_on
     rec = submit(stack, agent_yaml("outlives-agent", script, timeout="120s"))
     c = stack.client()
     wait_state(c, rec["id"], {"RUNNING"})
-    _wait_until(lambda: len(_all_lines(stack, rec["id"])) >= 5, 30, "some lines are stored")
+    wait_until(lambda: len(_all_lines(stack, rec["id"])) >= 5, 30, "some lines are stored")
     [container] = _containers_of(rec["id"])
     agent = _node_agent(stack)
     pid = ray.get(agent.ping.remote(), timeout=30)["pid"]
@@ -105,7 +92,7 @@ def test_removing_the_placement_group_under_a_running_attempt_removes_its_contai
     assert len(_containers_of(rec["id"])) == 1
     group = next(a["placement_group"] for a in running["attempts"] if a["attempt"] == 1)
     remove_placement_group(get_placement_group(group))
-    _wait_until(lambda: _containers_of(rec["id"]) == [], 15, "the container is removed")
+    wait_until(lambda: _containers_of(rec["id"]) == [], 15, "the container is removed")
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=120)
     assert final["state"] == "FAILED", final
     assert final["reason"] == "attempt lost: placement group removed (no retries left)"

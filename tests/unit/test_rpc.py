@@ -176,3 +176,16 @@ def test_error_metadata_fits_grpc_limits_and_keeps_what_fits() -> None:
     assert body["http_status"] == 422 and len(plan["nodes"]) == 100  # the original untouched
     huge = error_metadata(ApiProblem("bad_request", "y" * 20_000, problems=["z" * 20_000]))
     assert len(huge) <= MAX_ERROR_METADATA and json.loads(huge)["truncated"] is True
+
+
+def test_resources_and_capacities_cross_grpc_whatever_their_dimensions() -> None:
+    # The messages name no dimension: a new one in the table travels without a proto change.
+    from aegis_ray.rpc import executions_pb2, nodes_pb2
+
+    capacity = {"cpu_millis": 2000, "memory_bytes": 2**33, "npu": 4}
+    node = {"node_id": "n1", "role": "edge", "status": "ready", "tags": [], "total": capacity}
+    back = to_dict(to_message(node, nodes_pb2.Node))
+    assert back["total"] == capacity
+    security = {"resources": {"cpu": "0.5", "memory": "512Mi", "npu": 2}}
+    msg = to_message(security, executions_pb2.SecuritySpec)
+    assert to_dict(msg, drop_unset=True)["resources"] == security["resources"]

@@ -6,19 +6,16 @@ it is read from a manifest and from a NodeConfig, how it maps to and from Ray's 
 how it is shown in a refusal. The fit checks, the placement bundle, the `ray start` arguments and
 the reading of Ray's node table all loop over `DIMENSIONS`; none names a dimension.
 
-A new dimension is a change of five hand-written files (counted by adding one to a scratch copy):
+A new dimension is a change of three hand-written files:
 1. this module: a field of `Resources` with its `Dimension`;
 2. aegis_ray/core/models/agent.py: the manifest field (`ResourceSpec`) executions ask with;
-3. aegis_ray/core/models/node.py: the NodeConfig field (`NodeResources`) nodes offer it with;
-4. protos/aegis/v1/executions.proto: `ResourceSpec`, the manifest's gRPC mirror;
-5. protos/aegis/v1/nodes.proto: `Capacity` (the node list) and `NodeResources` (registration);
-then `python scripts/gen_protos.py` regenerates aegis_ray/rpc/. Nothing else names a dimension:
-the checks, refusals, bundle, `ray start` flags, Ray node table, registry and REST node list loop
-over `DIMENSIONS`. Two exceptions: a dimension Ray knows under its own name with its own
-`ray start` flag (as CPU, GPU, memory) needs that flag in `ray_mapping.ray_start_args`, and a
-manifest field written with units or fractions (as memory, cpu) is listed in
-aegis_ray/rpc/convert.py's `_QUANTITIES`. One of aegis's own (`aegis/...`), counted in whole
-units, needs neither.
+3. aegis_ray/core/models/node.py: the NodeConfig field (`NodeResources`) nodes offer it with.
+Nothing else names a dimension: the checks, refusals, bundle, `ray start` resources, Ray's node
+table, registry, the API contract's capacities (`contract/cluster.py`) and the gRPC messages
+(resources and capacities are maps keyed by name) loop over `DIMENSIONS` or carry any key. One
+exception makes it four: a dimension Ray knows under its own name with its own `ray start` flag
+(as CPU, GPU, memory) needs that flag in `ray_mapping.ray_start_args`. Enforcing a new kind of
+limit inside the container (as GPUs would need) is the container runtime's work, not placement's.
 """
 
 # No `from __future__ import annotations`: DIMENSIONS reads the fields' annotations as objects.
