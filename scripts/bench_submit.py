@@ -17,6 +17,11 @@ RUNNING = `containers.run(detach=True)` returned, SUCCEEDED = `wait()` returned;
 `remove()`. Ours and bare alternate, one of each per round, after one warm-up of each, so
 both see the same background load.
 
+Then, where the time goes (p50 of each step, per execution): the execution's state events
+(GET /v1/executions/ID/events, PostgreSQL's clock) joined with Docker's container events
+(create, start, die, destroy; the engine's clock) for both kinds. Containers are matched by
+name: aegis names them aegis-<execution id[:12]>-a<attempt>.
+
 Targets (issue 10): both ratios <= 1.3x.
 """
 
@@ -25,9 +30,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
-from benchlib import HELLO, Api, Bare, Stack, pct, ratio, table
+from benchlib import HELLO, Api, Bare, BareRun, Outcome, Stack, pct, ratio, table
 
 TARGET = 1.3
 
@@ -48,6 +54,7 @@ def main() -> None:
 
     bare.run()  # warm-up: image cache, engine, worker paths, connections
     api.run(text)
+    t_begin = time.time()
     ours, base = [], []
     for _ in range(args.n):
         b = bare.run()
@@ -105,7 +112,44 @@ def main() -> None:
         f"{statistics.mean(o_done):.0f} ms; bare {statistics.mean(b_run):.0f} / "
         f"{statistics.mean(b_done):.0f} ms"
     )
+    breakdown(api, bare, ours, base, t_begin)
     api.close()
+
+
+def breakdown(api: Api, bare: Bare, ours: list[Outcome], base: list[BareRun], since: float) -> None:
+    engine = bare.engine_events(since, time.time())
+    steps: dict[str, list[float]] = {}
+
+    def add(name: str, a: float | None, b: float | None) -> None:
+        if a is not None and b is not None:
+            steps.setdefault(name, []).append((b - a) * 1000)
+
+    for o in ours:
+        st = api.state_times(o.id)
+        ev = engine.get(f"aegis-{o.id[:12]}-a1", {})
+        add("aegis: POST sent -> PENDING (row inserted)", o.posted, st.get("PENDING"))
+        add(
+            "aegis: PENDING -> SCHEDULED (placement group ready)",
+            st.get("PENDING"),
+            st.get("SCHEDULED"),
+        )
+        add("aegis: SCHEDULED -> STARTING", st.get("SCHEDULED"), st.get("STARTING"))
+        add("aegis: STARTING -> docker create event", st.get("STARTING"), ev.get("create"))
+        add("aegis: create event -> start event (engine)", ev.get("create"), ev.get("start"))
+        add("aegis: docker start -> RUNNING", ev.get("start"), st.get("RUNNING"))
+        add("aegis: docker start -> die (the agent's run)", ev.get("start"), ev.get("die"))
+        add("aegis: die -> SUCCEEDED", ev.get("die"), st.get("SUCCEEDED"))
+        add("aegis: die -> destroy (container removed)", ev.get("die"), ev.get("destroy"))
+    for b in base:
+        ev = engine.get(b.name, {})
+        add("bare: run() called -> docker create event", b.started, ev.get("create"))
+        add("bare: create event -> start event (engine)", ev.get("create"), ev.get("start"))
+        add("bare: docker start -> run(detach) returned", ev.get("start"), b.running)
+        add("bare: docker start -> die (the agent's run)", ev.get("start"), ev.get("die"))
+        add("bare: die -> wait() returned", ev.get("die"), b.exited)
+    print("\nwhere the time goes (client, PostgreSQL and Docker clocks: same host)")
+    rows = [[k, str(len(v)), f"{pct(v, 50):.0f}", f"{pct(v, 90):.0f}"] for k, v in steps.items()]
+    print(table(rows, ["step", "n", "p50 ms", "p90 ms"]))
 
 
 if __name__ == "__main__":

@@ -191,6 +191,18 @@ class Api:
     def get(self, execution_id: str) -> dict[str, Any]:
         return self._json(self.http.get(f"/v1/executions/{execution_id}"))  # type: ignore[no-any-return]
 
+    def events(self, execution_id: str) -> list[dict[str, Any]]:
+        body = self._json(self.http.get(f"/v1/executions/{execution_id}/events"))
+        return list(body["items"])
+
+    def state_times(self, execution_id: str) -> dict[str, float]:
+        """When the execution entered each state (event time, server clock)."""
+        out: dict[str, float] = {}
+        for e in self.events(execution_id):
+            if e.get("kind") == "state" and e.get("to_state") and e.get("ts"):
+                out.setdefault(e["to_state"], datetime.fromisoformat(e["ts"]).timestamp())
+        return out
+
     def cancel(self, execution_id: str) -> Any:
         return self._json(self.http.post(f"/v1/executions/{execution_id}/cancel"))
 
@@ -331,6 +343,7 @@ class BareRun:
     exited: float  # wait() returned
     removed: float  # remove() returned
     exit_code: int
+    name: str = ""
 
 
 class Bare:
@@ -347,16 +360,29 @@ class Bare:
         env = {**self.kwargs["environment"], "AEGIS_EXECUTION_ID": eid}
         kwargs = {**self.kwargs, "environment": env}
         t0 = time.time()
-        c = self.client.containers.run(
-            detach=True, name=f"aegis-bench-bare-{eid[:12]}", labels={BARE_LABEL: "1"}, **kwargs
-        )
+        name = f"aegis-bench-bare-{eid[:12]}"
+        c = self.client.containers.run(detach=True, name=name, labels={BARE_LABEL: "1"}, **kwargs)
         t1 = time.time()
         try:
             status = c.wait(timeout=120)
             t2 = time.time()
         finally:
             c.remove(force=True)
-        return BareRun(t0, t1, t2, time.time(), int(status.get("StatusCode", -1)))
+        return BareRun(t0, t1, t2, time.time(), int(status.get("StatusCode", -1)), name)
+
+    def engine_events(self, since: float, until: float) -> dict[str, dict[str, float]]:
+        """Docker's container events between two times: {container name: {action: time}}
+        (the first time of each action: create, start, die, destroy)."""
+        out: dict[str, dict[str, float]] = {}
+        stream = self.client.events(
+            since=int(since), until=int(until) + 1, filters={"type": "container"}, decode=True
+        )
+        for ev in stream:
+            name = (ev.get("Actor") or {}).get("Attributes", {}).get("name", "")
+            action = str(ev.get("Action") or ev.get("status") or "")
+            if action in ("create", "start", "die", "destroy") and "timeNano" in ev:
+                out.setdefault(name, {}).setdefault(action, ev["timeNano"] / 1e9)
+        return out
 
     def cleanup(self) -> None:
         """Remove any bare container left behind (an interrupted run)."""

@@ -317,10 +317,19 @@ def down(settings: Settings, say: Say) -> list[str]:
 
 
 def _remove_control_plane(state: UpState) -> None:
+    """What `aegis up` deployed onto a Ray cluster it did not start: the Serve app and the node
+    agents (detached actors would outlive `aegis down` otherwise)."""
+    import ray
     from ray import serve
+
+    from aegis_ray.core.naming import RAY_NAMESPACE, node_agent_name
 
     ray_head.connect(state.ray_address, state.auth)
     serve.delete(SERVE_APP)
+    prefix = node_agent_name("")
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["namespace"] == RAY_NAMESPACE and actor["name"].startswith(prefix):
+            ray.kill(ray.get_actor(actor["name"], namespace=RAY_NAMESPACE), no_restart=True)
 
 
 # ---------------------------------------------------------------- edge nodes

@@ -122,9 +122,9 @@ def test_aegis_up_uses_the_external_services_of_its_node_config(external: Extern
     stack.token = (stack.home / "admin.token").read_text().strip()
 
     client = stack.client()
-    eid = client.submit((REPO / "examples" / "hello-agent.yaml").read_text(), source="hello")["id"]
+    eid = client.submit((REPO / "examples" / "hello-agent.yaml").read_text(), source="hello").id
     deadline = time.monotonic() + 120
-    while (rec := client.get(eid))["state"] not in ("SUCCEEDED", "FAILED"):
+    while (rec := client.get(eid).to_json())["state"] not in ("SUCCEEDED", "FAILED"):
         assert time.monotonic() < deadline, rec
         time.sleep(0.5)
     assert rec["state"] == "SUCCEEDED", rec

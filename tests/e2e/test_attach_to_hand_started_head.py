@@ -7,6 +7,7 @@ at a time on this small machine.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -80,7 +81,7 @@ def test_aegis_up_attaches_and_runs_an_agent_on_the_hand_started_head(
     assert _raylets(sid) == raylets_before  # no second head or node was started
     stack.token = (stack.home / "admin.token").read_text().strip()
 
-    nodes = stack.client().nodes()
+    nodes = stack.client().nodes().to_json()
     assert nodes["implicit_head"] is True
     assert [n["role"] for n in nodes["items"]] == ["hybrid"]
 
@@ -92,6 +93,24 @@ def test_aegis_up_attaches_and_runs_an_agent_on_the_hand_started_head(
     assert down.returncode == 0, down.stderr
     assert "serve app" in down.stdout and "ray" not in down.stdout.split("stopped:")[1]
     assert _raylets(sid), "aegis down must leave the hand-started Ray head running"
+    assert _node_agents(stack) == [], "aegis down must remove the node agent it deployed"
+
+
+def _node_agents(stack: Stack) -> list[str]:
+    # A separate driver: this test process has no Ray connection of its own to the head.
+    home = str(stack.home)
+    code = (
+        "import ray; from pathlib import Path; from aegis_ray.adapters.ray import head;"
+        "auth = head.auth_for_existing_cluster(Path(" + repr(home) + "));"
+        "head.connect(head.running_local_cluster(), auth);"
+        "print([a['name'] for a in ray.util.list_named_actors(all_namespaces=True)"
+        " if a['name'].startswith('aegis-node-agent:')])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=stack.env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return list(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
 
 
 def _raylets(sid: int) -> list[int]:

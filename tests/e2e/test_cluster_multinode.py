@@ -163,7 +163,7 @@ def test_orchestrator_never_runs_a_container(cluster: Cluster) -> None:
     ids = [c.submit(agent_yaml("anywhere", "true"), source="a.yaml").id for _ in range(4)]
     nodes = {wait_state(c, i, {"SUCCEEDED", "FAILED"})["node_id"] for i in ids}
     assert nodes <= {"edge-gpu", "edge-cpu"}
-    planned = c.plan(agent_yaml("anywhere", "true"), source="a.yaml")
+    planned = c.plan(agent_yaml("anywhere", "true"), source="a.yaml").to_json()
     orch = next(n for n in planned["nodes"] if n["node_id"] == "orch-1")
     assert {r["check"] for r in orch["reasons"]} >= {"role"}
 
@@ -229,7 +229,7 @@ def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
     identity = nd.NodeIdentity(
         node=nd.NodeSection(
             id="edge-cpu", type="worker", region="local", tags=["cpu"],
-            resources=nd.NodeResources(cpu_cores=1, memory_gb=2, disk_gb=10, gpu=0),
+            resources={"cpu_cores": 1, "memory_gb": 2, "disk_gb": 10, "gpu": 0},
         ),
         address="127.0.0.1",
     )  # fmt: skip
