@@ -200,7 +200,6 @@ class ControlPlane:
             # Nothing half-written: without its workflow the row would never move.
             await store.delete(rec.id)
             raise TemporalUnavailable(f"could not start the execution workflow: {err}") from err
-        await store.set_workflow_id(rec.id, wid)
         body = rec.to_dict() | {"workflow_id": wid}
         if not result.fits_now:
             body["waiting"] = result.summary()

@@ -56,6 +56,8 @@ from aegis_ray.workflows.messages import (
 log = logging.getLogger(__name__)
 
 S = ExecutionState
+# How old a cluster view the first placement try may use (see `_place`).
+PLAN_REUSE_S = 0.5
 # While waiting for capacity, refresh the "why is it pending" text this often.
 REASON_REFRESH_S = 2.0
 # A bundle that no live node could ever hold fails after this long (nodes may be joining).
@@ -158,7 +160,9 @@ class ExecutionActivities:
                 return found
             raise AttemptLost(f"placement group of attempt {attempt} is gone")
         demand = demand_of(manifest)
-        view = await live_cluster(self.nodes)
+        # The view the submission was planned with, moments ago in this process, will do for
+        # the first try; the wait below reads a fresh one each round.
+        view = await live_cluster(self.nodes, max_age_s=PLAN_REUSE_S)
         bundle = view.bundle_for(bundle_of(demand))
         base = placement_group_name(eid, attempt)
         # Only ready nodes that could hold it, never a drained, down or unfit one; when that set

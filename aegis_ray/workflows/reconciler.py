@@ -94,8 +94,8 @@ class Reconciler:
         for rec in await self.executions.non_terminal():
             if rec.updated_at > cutoff:
                 continue
-            # The API names workflows after their execution; a row may lack the id if the API
-            # died between writing the row and starting the workflow.
+            # Workflows are named after their execution; rows written before the id was stored
+            # with the row lack it.
             status = await self._workflow_status(rec.workflow_id or workflow_id(rec.id))
             if status == WorkflowExecutionStatus.RUNNING:
                 continue

@@ -29,6 +29,7 @@ from aegis_ray.core.models.execution import (
     ExecutionState,
     can_transition,
 )
+from aegis_ray.core.naming import workflow_id
 
 EVENT_KINDS = ("state", "info", "placement")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -92,7 +93,10 @@ class ExecutionStore:
         max_retries: int,
         timeout_s: float | None,
     ) -> ExecutionRecord:
-        """Insert a PENDING execution and its "submitted" event, committed together."""
+        """Insert a PENDING execution and its "submitted" event, committed together.
+
+        Its workflow id is derived from its id (`naming.workflow_id`), so it is stored with it.
+        """
         if not tenant_id:
             raise ValueError("tenant_id must not be empty")
         if max_retries < 0:
@@ -102,8 +106,9 @@ class ExecutionStore:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "INSERT INTO executions (id, tenant_id, name, manifest, state, max_retries,"
-                f" timeout_s) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
-                eid, tenant_id, name, manifest, pending, max_retries, timeout_s,
+                f" timeout_s, workflow_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                f" RETURNING {_COLUMNS}",
+                eid, tenant_id, name, manifest, pending, max_retries, timeout_s, workflow_id(eid),
             )  # fmt: skip
             await conn.execute(_ADD_EVENT, eid, 1, "state", None, pending, "submitted", None)
         return ExecutionRecord.from_row(row)
@@ -114,13 +119,6 @@ class ExecutionStore:
             "DELETE FROM executions WHERE id = $1", as_uuid(execution_id)
         )
         return bool(status == "DELETE 1")
-
-    async def set_workflow_id(self, execution_id: uuid.UUID | str, workflow_id: str) -> None:
-        await self.pool.execute(
-            "UPDATE executions SET workflow_id = $2, updated_at = now() WHERE id = $1",
-            as_uuid(execution_id),
-            workflow_id,
-        )
 
     async def get(
         self, execution_id: uuid.UUID | str, *, tenant_id: str | None

@@ -116,13 +116,27 @@ def _as_implicit_hybrid(fact: NodeFacts) -> NodeFacts:
     return replace(fact, role=NodeType.HYBRID, total=roomy(fact.total), free=roomy(fact.free))
 
 
-async def live_cluster(node_store: Any) -> ClusterView:
-    """Ray's live nodes merged with the registry: drained nodes show as draining, lost as down."""
+# The last view this process read, and when: a placement right after the submission that planned
+# it (the API and the worker share a process) may take that view instead of asking Ray again.
+_last: tuple[float, ClusterView] | None = None
+
+
+async def live_cluster(node_store: Any, *, max_age_s: float = 0.0) -> ClusterView:
+    """Ray's live nodes merged with the registry: drained nodes show as draining, lost as down.
+
+    `max_age_s` > 0 accepts a view this process read at most that long ago.
+    """
     import asyncio
+    import time
     from datetime import UTC, datetime
 
     from aegis_ray.core.registry import merge
 
+    global _last
+    if max_age_s > 0 and _last is not None and time.monotonic() - _last[0] <= max_age_s:
+        return _last[1]
     view = await asyncio.to_thread(cluster_view)
     records = await node_store.list()
-    return replace(view, nodes=merge(view.nodes, records, now=datetime.now(UTC)))
+    merged = replace(view, nodes=merge(view.nodes, records, now=datetime.now(UTC)))
+    _last = (time.monotonic(), merged)
+    return merged
