@@ -70,6 +70,9 @@ FOLLOW_BATCH = 1000
 # After a stop (cancel), how long the last lines may take to arrive before teardown.
 DRAIN_S = 10.0
 HEARTBEAT = timedelta(seconds=30)
+HEARTBEAT_EVERY_S = 5.0
+# Extra time a node agent call may go unanswered before the node is checked (see `_call`).
+AGENT_SILENCE_S = 30.0
 
 
 @dataclass
@@ -348,15 +351,23 @@ class ExecutionActivities:
         return agent
 
     async def _call(self, placed: Placed, agent: Any, method: str, *args: Any) -> Any:
-        """Call the node agent, riding out its restarts; AttemptLost if the node is gone."""
+        """Call the node agent, riding out its restarts; AttemptLost if the node is gone.
+
+        Heartbeats while the call runs (an image pull may take minutes). A call that gets no
+        answer for `AGENT_SILENCE_S` past what it may take (a node cut off before Ray declares
+        it dead) is asked again, after checking whether the node is gone.
+        """
         while True:
+            call = asyncio.ensure_future(getattr(agent, method).remote(*args))
             try:
-                return await getattr(agent, method).remote(*args)
-            except (ActorUnavailableError, RayActorError) as err:
+                return await _heartbeating(call, AGENT_SILENCE_S + _may_take(method, args))
+            except (ActorUnavailableError, RayActorError, TimeoutError) as err:
                 lost = await asyncio.to_thread(_lost, placed)
                 if lost is not None:
                     raise lost from err
-                log.info("node agent on %s unavailable (%s); retrying", placed.node_id, err)
+                log.info("node agent on %s unavailable (%r); retrying", placed.node_id, err)
+            finally:
+                call.cancel()
             activity.heartbeat()
             await asyncio.sleep(1.0)
             agent = await self._agent(placed, fresh=True)
@@ -424,6 +435,27 @@ class ExecutionActivities:
 
     def all(self) -> list[Any]:
         return [self.run_attempt, self.abort]
+
+
+async def _heartbeating(call: asyncio.Future[Any], silence_s: float | None) -> Any:
+    """The call's result, telling Temporal every few seconds that the activity is alive."""
+    started = time.monotonic()
+    while True:
+        done, _ = await asyncio.wait({call}, timeout=HEARTBEAT_EVERY_S)
+        if done:
+            return call.result()
+        activity.heartbeat()
+        if silence_s is not None and time.monotonic() - started > silence_s:
+            raise TimeoutError(f"no answer from the node agent in {silence_s:g}s")
+
+
+def _may_take(method: str, args: tuple[Any, ...]) -> float | None:
+    """How long a node agent call may rightly take: a follow its wait, a start its pull."""
+    if method == "follow":
+        return float(args[-1])
+    if method == "start":
+        return None  # an image pull has its own deadline in the agent
+    return STOP_GRACE_S
 
 
 def _ended(batch: Batch, timeout_s: float) -> Ended:
