@@ -133,6 +133,30 @@ def _unary(
     return method
 
 
+def _streaming(
+    reply: type[R],
+    operation: Callable[[ControlPlane, Any, Any], Awaitable[AsyncIterator[dict[str, Any]]]],
+) -> Callable[..., AsyncIterator[R]]:
+    """A server-streaming RPC for any API token: each item of `operation(plane, caller,
+    request)` converted to `reply`."""
+
+    async def method(self: GrpcMethods, request: Any, grpc_context: Context) -> AsyncIterator[R]:
+        try:
+            who = await self.plane.authenticate(
+                metadata_secret(grpc_context.invocation_metadata()), USERS
+            )
+            async for item in await operation(self.plane, who, request):
+                yield to_message(item, reply)
+        except Exception as err:
+            problem = _problem(err)
+            _refuse(grpc_context, problem)
+            # A stream's status only reaches the client through an exception (Serve keeps the
+            # code set on the context): a return would end the stream with OK.
+            raise problem from None
+
+    return method
+
+
 class GrpcMethods:
     """Mixed into the Serve ingress deployment, which sets `self.plane`. One attribute per RPC
     (Serve calls the method named like the RPC), each the REST route's operation."""
@@ -154,6 +178,7 @@ class GrpcMethods:
             name=_opt(r, "name", None),
             limit=_opt(r, "limit", 50),
             before=_opt(r, "before", None),
+            labels=list(r.labels) or None,
         ),
     )
     CancelExecution = _unary(
@@ -168,30 +193,17 @@ class GrpcMethods:
         lambda p, who, r: p.logs(who, r.id, r.after, _opt(r, "limit", 1000)),
     )
 
-    async def WatchExecution(  # noqa: N802 - the RPC's name
-        self, request: ex.WatchExecutionRequest, grpc_context: Context
-    ) -> AsyncIterator[ex.WatchExecutionResponse]:
-        """Server stream: every event and log line in order, then `end` with the final state."""
-        try:
-            who = await self.plane.authenticate(
-                metadata_secret(grpc_context.invocation_metadata()), USERS
-            )
-            items = await self.plane.watch(
-                who,
-                request.id,
-                after_event=request.after_event,
-                after_log=request.after_log,
-                events=request.events,
-                logs=request.logs,
-            )
-            async for item in items:
-                yield to_message(item, ex.WatchExecutionResponse)
-        except Exception as err:
-            problem = _problem(err)
-            _refuse(grpc_context, problem)
-            # A stream's status only reaches the client through an exception (Serve keeps the
-            # code set on the context): a return would end the stream with OK.
-            raise problem from None
+    WatchExecution = _streaming(
+        ex.WatchExecutionResponse,
+        lambda p, who, r: p.watch(
+            who,
+            r.id,
+            after_event=r.after_event,
+            after_log=r.after_log,
+            events=r.events,
+            logs=r.logs,
+        ),
+    )
 
     # NodeService
     RegisterNode = _unary(
@@ -217,3 +229,14 @@ class GrpcMethods:
         lambda p, who, r: p.create_token(who, _model(TokenRequest, r, "token")),
     )
     CheckHealth = _unary(None, nd.Health, lambda p, who, r: p.health(), health_message)
+    ListClusterEvents = _unary(
+        USERS,
+        nd.ListClusterEventsResponse,
+        lambda p, who, r: p.cluster_events(
+            who, after=_opt(r, "after", None), limit=_opt(r, "limit", 100)
+        ),
+    )
+    WatchClusterEvents = _streaming(
+        nd.WatchClusterEventsResponse,
+        lambda p, who, r: p.watch_cluster(who, after=_opt(r, "after", None)),
+    )

@@ -141,9 +141,13 @@ def _install_routes(app: FastAPI) -> None:
         name: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         before: str | None = None,
+        label: Annotated[list[str] | None, Query(description="key=value (repeatable)")] = None,
     ) -> Any:
-        """Executions, newest first; `before` is the `next_before` of the previous page."""
-        return await p.list_executions(who, states=state, name=name, limit=limit, before=before)
+        """Executions, newest first; `before` is the `next_before` of the previous page;
+        `label` keeps those whose manifest has every label given."""
+        return await p.list_executions(
+            who, states=state, name=name, limit=limit, before=before, labels=label
+        )
 
     @app.get(
         "/v1/executions/{execution_id}",
@@ -219,6 +223,27 @@ def _install_routes(app: FastAPI) -> None:
             logs=logs,
         )
         return _ndjson(items)
+
+    @app.get(
+        "/v1/events",
+        tags=["cluster"],
+        response_model=cluster.ClusterEventPage,
+        responses=refusals() | ndjson_of("ClusterWatchItem"),
+        **common,
+    )
+    async def cluster_events(
+        who: CallerDep,
+        p: PlaneDep,
+        after: int | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        follow: bool = False,
+    ) -> Any:
+        """The cluster feed: node joins, losses and drains, and every execution state change
+        (non-admins: their own executions only). `after` an event id, else the latest `limit`;
+        with follow=true an NDJSON stream of {"event": ...} from `after` (else from now on)."""
+        if follow:
+            return _ndjson(await p.watch_cluster(who, after=after))
+        return await p.cluster_events(who, after=after, limit=limit)
 
     @app.post(
         "/v1/executions/{execution_id}/cancel",

@@ -22,7 +22,7 @@ import aegis_ray
 from aegis_ray.adapters.files import write_private
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.ray import head as ray_head
-from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
+from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, ensure_search_attributes
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.ray_mapping import ray_start_args
 from aegis_ray.node.local_config import default_node_config
@@ -110,6 +110,10 @@ def up(
 
     if settings.temporal_address:
         state.temporal_address = settings.temporal_address
+        # The Temporal UI finds executions by agent, tenant and node only where they exist.
+        refused = ensure_search_attributes(state.temporal_address, settings.temporal_namespace)
+        if refused:
+            say(f"(workflows will carry no aegis search attributes: {refused})")
     else:
         say("Temporal dev server")
         server = temporal(settings)
@@ -184,7 +188,7 @@ def _ray(
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
     state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
     state.save(settings.state_path)
-    ray_head.connect(state.ray_address, auth)
+    ray_head.connect(state.ray_address, auth, purpose="aegis up")
     from aegis_ray.adapters.ray.cluster_state import cluster_view
 
     state.implicit_head = cluster_view().implicit_head
@@ -319,7 +323,7 @@ def down(settings: Settings, say: Say) -> list[str]:
 def _remove_control_plane(state: UpState) -> None:
     from ray import serve
 
-    ray_head.connect(state.ray_address, state.auth)
+    ray_head.connect(state.ray_address, state.auth, purpose="aegis down")
     serve.delete(SERVE_APP)
 
 

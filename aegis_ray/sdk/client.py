@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
+from aegis_ray.contract.cluster import ClusterEvent, ClusterWatchItem
 from aegis_ray.contract.executions import Execution, LogLine, WatchItem
 from aegis_ray.sdk import discovery
 from aegis_ray.sdk.operations import Item, Manifest, Operations
@@ -27,6 +28,7 @@ from aegis_ray.settings import Settings
 T = TypeVar("T", bound=BaseModel)
 Api = Literal["rest", "grpc"]
 WAIT_POLL_S = 0.5
+Stream = Request[WatchItem] | Request[ClusterWatchItem]
 
 
 class _Client(Operations):
@@ -71,8 +73,8 @@ class Client(_Client):
         """Send one request; its reply body as the request's model."""
         return request.result.model_validate(self.transport.call(request.op, request.args))
 
-    def items(self, request: Request[WatchItem]) -> Iterator[Item]:
-        """The items of a stream (watch), as they come."""
+    def items(self, request: Stream) -> Iterator[Item | ClusterEvent]:
+        """The items of a stream (watch, the cluster feed), as they come."""
         for raw in self.transport.stream(request.op, request.args):
             yield request.result.model_validate(raw).item
 
@@ -122,7 +124,7 @@ class AsyncClient(_Client):
         body = await self.transport.call(request.op, request.args)
         return request.result.model_validate(body)
 
-    async def items(self, request: Request[WatchItem]) -> AsyncIterator[Item]:
+    async def items(self, request: Stream) -> AsyncIterator[Item | ClusterEvent]:
         async for raw in self.transport.stream(request.op, request.args):
             yield request.result.model_validate(raw).item
 

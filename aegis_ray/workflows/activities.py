@@ -22,7 +22,9 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.placement_group import PlacementGroup
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from aegis_ray.adapters.docker.container import LaunchError
 from aegis_ray.adapters.postgres.executions import ExecutionStore
@@ -39,7 +41,7 @@ from aegis_ray.core.models.execution import (
     can_transition,
 )
 from aegis_ray.core.models.loading import parse_agent
-from aegis_ray.core.naming import placement_group_name
+from aegis_ray.core.naming import PLACED_SIGNAL, placement_group_name
 from aegis_ray.core.placement.demand import Demand, bundle_of, demand_of
 from aegis_ray.core.placement.fit import plan
 from aegis_ray.node_agent.actor import ensure_node_agent
@@ -102,9 +104,13 @@ class Superseded(Exception):
 
 
 class ExecutionActivities:
-    def __init__(self, store: ExecutionStore, nodes: NodeStore) -> None:
+    def __init__(
+        self, store: ExecutionStore, nodes: NodeStore, temporal: Client | None = None
+    ) -> None:
         self.store = store
         self.nodes = nodes
+        # To tell the workflow where its attempt was placed (Temporal UI: search by node).
+        self.temporal = temporal
         # Node agent handles by node: looking one up is a round trip to Ray's GCS.
         self._agents: dict[str, Any] = {}
 
@@ -217,7 +223,19 @@ class ExecutionActivities:
         await self.store.start_attempt(
             eid, attempt, node_id=node_id, ray_node_id=ray_node_id, placement_group=name
         )
+        await self._announce(node_id)
         return Placed(pg, name, ray_node_id, node_id, view.implicit_head)
+
+    async def _announce(self, node_id: str) -> None:
+        """Signal the workflow the attempt's node; the UI's view only, so a failure is logged."""
+        if self.temporal is None:
+            return
+        info = activity.info()
+        handle = self.temporal.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        try:
+            await handle.signal(PLACED_SIGNAL, node_id)
+        except RPCError as err:
+            log.warning("could not tell workflow %s its node: %s", info.workflow_id, err)
 
     async def _placed_before(self, rec: ExecutionRecord) -> Placed | None:
         records = await self.store.attempts(rec.id)

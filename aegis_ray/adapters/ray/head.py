@@ -198,18 +198,28 @@ def stop_session(sid: int, *, grace_s: float = 10.0) -> int:
     return len(procs)
 
 
-def connect(address: str, auth: RayAuth) -> None:
-    """Attach this process to the cluster as a driver in the aegis namespace."""
+def connect(address: str, auth: RayAuth, *, purpose: str = "aegis driver") -> None:
+    """Attach this process to the cluster as a driver in the aegis namespace; `purpose` names
+    the driver's job in the Ray dashboard (e.g. "aegis up")."""
     auth.apply()  # before Ray reads its auth configuration
     import ray
     from ray._raylet import Config
+    from ray.job_config import JobConfig
 
     Config.initialize("")  # re-read RAY_AUTH_MODE should Ray have been imported already
     if not ray.is_initialized():
+        import aegis_ray
+
+        metadata = {
+            "job_name": purpose,
+            "aegis.version": aegis_ray.__version__,
+            "aegis.command": " ".join(["aegis", *sys.argv[1:]])[:200],
+        }
         ray.init(
             address=address,
             namespace=RAY_NAMESPACE,
             log_to_driver=False,
             logging_level="WARNING",
             configure_logging=False,
+            job_config=JobConfig(metadata=metadata),
         )
