@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_namespace: str = "default"
+    # `aegis up --monitoring`: the Prometheus it starts (loopback).
+    prometheus_port: int = 9090
     task_queue: str = TASK_QUEUE
     # Where CLI commands send their requests; defaults to http://api_host:api_port.
     api_url: str | None = None

@@ -20,6 +20,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.service import RPCError, RPCStatusCode
 
 from aegis_ray import __version__
+from aegis_ray.adapters import metrics
 from aegis_ray.adapters.postgres.records import ExecutionRecord
 from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
 from aegis_ray.api.auth import Caller, TokenCache
@@ -216,6 +217,7 @@ class ControlPlane:
             await store.delete(rec.id)
             raise TemporalUnavailable(f"could not start the execution workflow: {err}") from err
         await store.set_workflow_id(rec.id, wid)
+        metrics.SUBMITTED.inc(tenant=who.tenant_id)
         body = rec.to_dict() | {"workflow_id": wid}
         if not result.fits_now:
             body["waiting"] = result.summary()

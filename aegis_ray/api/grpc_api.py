@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import grpc
 from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
+from aegis_ray.adapters import metrics
 from aegis_ray.api.auth import metadata_secret
 from aegis_ray.api.control_plane import (
     ADMINS,
@@ -119,6 +121,7 @@ def _unary(
     request)`, convert its REST body to `reply`; a refusal sets the status code instead."""
 
     async def method(self: GrpcMethods, request: Any, grpc_context: Context) -> R:
+        started, code = time.perf_counter(), "OK"
         try:
             who = None
             if roles is not None:
@@ -127,10 +130,22 @@ def _unary(
             body = await operation(self.plane, who, request)
             return convert(body) if convert else to_message(body, reply)
         except Exception as err:
-            _refuse(grpc_context, _problem(err))
+            problem = _problem(err)
+            code = problem.grpc_code
+            _refuse(grpc_context, problem)
             return reply()
+        finally:
+            _timed(type(request).__name__, started, code)
 
     return method
+
+
+def _timed(request_type: str, started: float, code: str) -> None:
+    # The RPC's name from its request message (GetExecutionRequest -> GetExecution).
+    route = request_type.removesuffix("Request")
+    metrics.API_REQUESTS.observe(
+        time.perf_counter() - started, transport="grpc", route=route, code=code
+    )
 
 
 def _streaming(

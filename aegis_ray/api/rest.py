@@ -10,18 +10,20 @@ to and an `ErrorBody`; FastAPI's own request validation answers the same way (ba
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 
 from aegis_ray import __version__
+from aegis_ray.adapters import metrics
 from aegis_ray.api.control_plane import read_manifest
-from aegis_ray.api.deps import CallerDep, PlaneDep
+from aegis_ray.api.deps import AdminDep, CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
 from aegis_ray.api.openapi import MANIFEST_BODY, ndjson_of, refusals, with_extra_schemas
@@ -40,6 +42,7 @@ def create_app() -> FastAPI:
         static_url="/docs/static",
     )
     _install_error_handlers(app)
+    _install_metrics(app)
     _install_routes(app)
     install_node_routes(app)
     app.openapi = with_extra_schemas(app)  # type: ignore[method-assign]
@@ -78,6 +81,31 @@ def _install_error_handlers(app: FastAPI) -> None:
     for kind in refusal_types():
         app.add_exception_handler(kind, refused)
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _install_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def timed(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        code = 500
+        try:
+            response = await call_next(request)
+            code = response.status_code
+            return response
+        finally:
+            # The route's template, not the path: one series per route, not per execution.
+            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            # A stream's time is its first byte: following one for hours is not latency.
+            metrics.API_REQUESTS.observe(
+                time.perf_counter() - started, transport="rest", route=route, code=str(code)
+            )
+
+    @app.get("/metrics", tags=["cluster"], response_class=PlainTextResponse, responses=refusals())
+    async def prometheus_metrics(who: AdminDep) -> Response:
+        """This control-plane replica's metrics in Prometheus text format (admin token):
+        for scrapers that cannot reach Ray's own metrics ports."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
 
 async def _manifest(request: Request, source: str) -> Any:

@@ -142,23 +142,27 @@ def _follow(s: Session, execution_id: str, output: Output) -> int:
     The agent's lines are written as they are: no wrapping, no markup, whatever the width."""
     c = s.client()
     quiet = output not in (Output.table, Output.wide)
+    # The spinner only while nothing has been printed: once lines come, they are written as
+    # they are (a live display would re-wrap them to the terminal's width).
+    spinner = console.status("waiting for placement", spinner="dots")
+    spinner.start()
     try:
-        with console.status("waiting for placement", spinner="dots") as spinner:
-            for item in stream(c.watch(execution_id)):
-                if isinstance(item, End):
-                    break
-                if quiet:
-                    continue
-                if isinstance(item, Event):
-                    ev = item.to_json()
-                    spinner.update(f"{(ev.get('to_state') or 'note').lower()}: {ev['message']}")
-                    console.print(event_line(ev), highlight=False, soft_wrap=True)
-                elif isinstance(item, LogLine):
-                    out = sys.stderr if item.stream == "stderr" else sys.stdout
-                    out.write(item.line + "\n")
-                    out.flush()
+        for item in stream(c.watch(execution_id)):
+            if isinstance(item, End):
+                break
+            if quiet:
+                continue
+            spinner.stop()
+            if isinstance(item, Event):
+                console.print(event_line(item.to_json()), highlight=False, soft_wrap=True)
+            elif isinstance(item, LogLine):
+                # stderr lines too: one stream keeps the agent's order.
+                sys.stdout.write(item.line + "\n")
+                sys.stdout.flush()
+        spinner.stop()
         rec = call(c.get, execution_id).to_json()
     except KeyboardInterrupt:
+        spinner.stop()
         detached(execution_id)
     if not emit(rec, output):
         console.print(

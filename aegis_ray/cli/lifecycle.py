@@ -32,6 +32,14 @@ app = typer.Typer()
 @app.command(epilog=examples("aegis up", "aegis up --config my-node.yaml", "aegis up --monitoring"))
 def up(
     config: Annotated[Path | None, typer.Option(help="NodeConfig for this node")] = None,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring",
+            help="also start Prometheus (Debian's package) scraping Ray and the API "
+            "(AEGIS_PROMETHEUS_PORT, default 9090)",
+        ),
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Start a hybrid node here: Ray head, control plane, PostgreSQL and Temporal."""
@@ -57,7 +65,7 @@ def up(
             console.print(f"[dim]·[/] {step}", highlight=False)
 
         try:
-            state = stack_up(settings, node, say)
+            state = stack_up(settings, node, say, monitoring=monitoring)
         except (RuntimeError, TimeoutError, OSError) as err:
             fail(f"aegis up failed: {err}", EXIT_UNAVAILABLE)
     if not emit(redact(state.__dict__), output):
@@ -69,6 +77,8 @@ def up(
             console.print(f"Ray dashboard {state.dashboard_url}")
         console.print(f"admin token in {settings.admin_token_path}")
         _say_ray_token(state)
+        if state.prometheus_url:
+            console.print(f"Prometheus {state.prometheus_url}")
 
 
 def _say_ray_token(state: Any) -> None:
@@ -99,7 +109,7 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     state = UpState.load(settings.state_path)
     shown = redact(state.__dict__) if state else None
     report: dict[str, Any] = {"home": str(settings.home), "up": shown}
-    c = s.client() if settings.admin_token_path.exists() or settings.api_token else None
+    c = s.client_or_none()
     health: dict[str, Any] = {"status": "unreachable"}
     nodes: list[dict[str, Any]] = []
     if c is not None:
@@ -125,6 +135,8 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
             console.print(f"Dashboard  {state.dashboard_url}")
         if state.ray_token_path:
             console.print(f"Ray token  {state.ray_token_path}")
+        if state.prometheus_url:
+            console.print(f"Prometheus {state.prometheus_url}")
     colour = "green" if health.get("status") == "ok" else "red"
     where = s.transport if c is not None else discovery.api_url(settings)
     console.print(f"API        {where} [{colour}]{health.get('status')}[/]")
@@ -187,6 +199,7 @@ def dashboard(
         if state.started.get("temporal")
         else None,
         "api_docs": f"{state.api_url}/docs" if state.api_url else None,
+        "prometheus": state.prometheus_url or None,
     }
     if emit(info, output):
         return
@@ -204,6 +217,8 @@ def dashboard(
         console.print(f"Temporal UI    {info['temporal_ui']}", highlight=False)
     if info["api_docs"]:
         console.print(f"API docs       {info['api_docs']}", highlight=False)
+    if info["prometheus"]:
+        console.print(f"Prometheus     {info['prometheus']}", highlight=False)
     if open_ and info["ray_dashboard"]:
         import webbrowser
 

@@ -71,6 +71,15 @@ class Session:
                 fail(str(err), EXIT_BAD_INPUT)
         return self._client
 
+    def client_or_none(self) -> Client | None:
+        """The client, or None where no token is known (status still reports what it can)."""
+        try:
+            return self.client() if self._client is None else self._client
+        except typer.Exit as stop:
+            if stop.exit_code == EXIT_AUTH:
+                return None
+            raise
+
     @property
     def transport(self) -> str:
         """Where calls go ("http://...", "gRPC host:port")."""

@@ -26,6 +26,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from aegis_ray.adapters import metrics
 from aegis_ray.adapters.docker.container import LaunchError
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
@@ -207,6 +208,7 @@ class ExecutionActivities:
             await asyncio.to_thread(groups.remove, pg)
             raise
         assert pg is not None
+        metrics.PLACEMENT_WAIT.observe(time.monotonic() - started)
         ray_node_id = await asyncio.to_thread(groups.bundle_node, pg)
         node_id = _aegis_node_id(view, ray_node_id)
         moved = await self.store.transition(
@@ -294,6 +296,7 @@ class ExecutionActivities:
             )
             if moved is None:  # cancelled meanwhile
                 raise Superseded()
+            _count_running(moved)
         return await self._follow(eid, attempt, placed, manifest)
 
     async def _follow(
@@ -319,9 +322,10 @@ class ExecutionActivities:
     async def _store_lines(self, eid: str, attempt: int, batch: Batch, cursor: int) -> int:
         if not batch.lines:
             return cursor
-        await self.store.append_logs(
+        stored = await self.store.append_logs(
             eid, attempt, [(ln.seq, ln.ts, ln.stream, ln.text) for ln in batch.lines]
         )
+        metrics.LOG_LINES_STORED.inc(stored)
         return batch.lines[-1].seq
 
     async def _stop_and_drain(self, eid: str, attempt: int, placed: Placed) -> None:
@@ -421,6 +425,7 @@ class ExecutionActivities:
         )
         if moved is not None:
             await self.store.end_attempt(eid, moved.attempt, outcome=state.value, reason=reason)
+            count_finished(moved)
 
     @activity.defn(name="abort")
     async def abort(self, a: Abort) -> None:
@@ -438,6 +443,17 @@ class ExecutionActivities:
 
     def all(self) -> list[Any]:
         return [self.run_attempt, self.abort]
+
+
+def _count_running(rec: ExecutionRecord) -> None:
+    metrics.STARTED.inc(tenant=rec.tenant_id)
+    if rec.started_at is not None:
+        metrics.SUBMIT_TO_RUNNING.observe((rec.started_at - rec.created_at).total_seconds())
+
+
+def count_finished(rec: ExecutionRecord) -> None:
+    """Count an execution that has just ended (the compare-and-set that ended it won)."""
+    metrics.FINISHED.inc(state=rec.state.value, tenant=rec.tenant_id)
 
 
 def _ended(batch: Batch, timeout_s: float) -> Ended:

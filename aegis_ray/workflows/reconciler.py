@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from aegis_ray.adapters import metrics
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.ray import placement as groups
 from aegis_ray.adapters.ray.cluster_state import live_cluster
 from aegis_ray.core.models.execution import ACTIVE_STATES, ExecutionState
-from aegis_ray.core.models.node import EXECUTING_ROLES, NodeType, role_of
+from aegis_ray.core.models.node import EXECUTING_ROLES, NodeStatus, NodeType, role_of
 from aegis_ray.core.naming import (
     LABEL_NODE_ID,
     LABEL_REGION,
@@ -38,6 +40,7 @@ from aegis_ray.core.naming import (
 )
 from aegis_ray.node_agent.actor import ensure_node_agent
 from aegis_ray.settings import Settings
+from aegis_ray.workflows.activities import count_finished
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
@@ -66,6 +69,7 @@ class Reconciler:
             try:
                 await self.heartbeats()
                 await self.observe_nodes()
+                await self.measure()
                 if rounds % self.orphan_every == 0:
                     await self.orphans()
             except Exception:  # a bad round must not end the loop; the next one retries
@@ -103,12 +107,22 @@ class Reconciler:
     async def observe_nodes(self) -> int:
         """Record each registered node's status change in the cluster feed; how many changed."""
         view = await live_cluster(self.nodes)
+        statuses = [n.status.value for n in view.nodes]
+        metrics.set_all(metrics.NODES, Counter(statuses), [s.value for s in NodeStatus], "status")
         registered = {r.id for r in await self.nodes.list()}
         changed = 0
         for node in view.nodes:
             if node.node_id in registered:
                 changed += await self.events.node_observed(node.node_id, node.status.value)
         return changed
+
+    async def measure(self) -> None:
+        """The gauges of executions by state and of pending ones by why they wait."""
+        by_state, pending = await self.executions.gauge_counts()
+        metrics.set_all(metrics.EXECUTIONS, by_state, [s.value for s in ExecutionState], "state")
+        reasons = Counter(metrics.pending_reason(r) for r in pending)
+        known = ["placing", "capacity", "no_fit", "retrying", "other"]
+        metrics.set_all(metrics.PENDING, reasons, known, "reason")
 
     async def orphans(self) -> int:
         repaired = 0
@@ -127,6 +141,7 @@ class Reconciler:
             )
             if moved is not None:
                 repaired += 1
+                count_finished(moved)
                 # Removing the attempt's placement group makes the node agent remove the
                 # container.
                 name = placement_group_name(str(rec.id), rec.attempt)
@@ -140,4 +155,3 @@ class Reconciler:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
-

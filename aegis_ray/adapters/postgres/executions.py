@@ -216,6 +216,14 @@ class ExecutionStore:
         )
         return [ExecutionRecord.from_row(r) for r in rows]
 
+    async def gauge_counts(self) -> tuple[dict[str, int], builtins.list[str | None]]:
+        """Executions per state, and the reasons of the pending ones (for the gauges)."""
+        rows = await self.pool.fetch("SELECT state, count(*) AS n FROM executions GROUP BY state")
+        pending = await self.pool.fetch(
+            "SELECT reason FROM executions WHERE state = $1", ExecutionState.PENDING.value
+        )
+        return {r["state"]: r["n"] for r in rows}, [r["reason"] for r in pending]
+
     async def placed_per_node(self) -> dict[str, int]:
         """How many unfinished executions each node holds (scheduled, starting or running)."""
         rows = await self.pool.fetch(

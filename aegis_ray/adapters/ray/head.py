@@ -223,3 +223,14 @@ def connect(address: str, auth: RayAuth, *, purpose: str = "aegis driver") -> No
             configure_logging=False,
             job_config=JobConfig(metadata=metadata),
         )
+
+
+def session_dir() -> str:
+    """The session directory of the cluster this driver is connected to (where Ray writes its
+    metrics service-discovery file); "" if unknown."""
+    try:
+        from ray._private import worker  # private: Ray is pinned in pyproject
+
+        return str(worker.global_worker.node.get_session_dir_path())
+    except Exception:  # not connected, or Ray moved it
+        return ""
