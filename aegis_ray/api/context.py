@@ -12,7 +12,6 @@ from typing import Any
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
@@ -99,8 +98,8 @@ class Connections:
                 known = await client.operator_service.list_search_attributes(
                     ListSearchAttributesRequest(namespace=self.config.temporal_namespace)
                 )
-            except RPCError:
-                return False  # asked again next time
+            except Exception:  # an outage or no permission: asked again next time
+                return False
             names = set(known.custom_attributes) | set(known.system_attributes)
             self._search_attributes = all(n in names for n in SEARCH_ATTRIBUTES)
         return self._search_attributes

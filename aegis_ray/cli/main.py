@@ -60,7 +60,7 @@ def _global_options(
     timeout: Annotated[
         float | None,
         typer.Option(
-            "--timeout", envvar="AEGIS_TIMEOUT", min=0.1, help="seconds per API request (30)"
+            "--timeout", envvar="AEGIS_TIMEOUT", min=0.001, help="seconds per API request (30)"
         ),
     ] = None,
     version: Annotated[

@@ -32,23 +32,21 @@ from aegis_ray.adapters.prometheus import PrometheusServer
 from aegis_ray.node.stack import UpState
 from tests.e2e.conftest import AEGIS, REPO, Stack
 from tests.e2e.manifests import agent_yaml
+from tests.e2e.test_executions import wait_state
 
 pytestmark = pytest.mark.e2e
 PROMETHEUS_PORT = 21090
 LONG_LINE = '{"data": "' + "0" * 200 + '"}'
 # sh prints LONG_LINE: 200 zeros inside a JSON object, one line.
-LONG_SCRIPT = 'z=$(printf "%0200d" 0); echo "{\\"data\\": \\"$z\\"}"'
+LONG_SCRIPT = r'z=$(printf "%0200d" 0); echo "{\"data\": \"$z\"}"'
+
+
+def long_line_agent() -> str:
+    # A JSON string is a YAML double-quoted scalar: the script's quotes survive as written.
+    return agent_yaml("long-line-agent", "SCRIPT").replace("'SCRIPT'", json.dumps(LONG_SCRIPT))
+
+
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
-
-
-def wait_state(c: Client, eid: str, states: set[str], timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    rec = c.get(eid).to_json()
-    while rec["state"] not in states:
-        assert time.monotonic() < deadline, f"still {rec['state']} after {timeout}s: {rec}"
-        time.sleep(0.3)
-        rec = c.get(eid).to_json()
-    return rec
 
 
 def in_pty(stack: Stack, *args: str, columns: int = 80, timeout: float = 60) -> tuple[int, str]:
@@ -90,7 +88,7 @@ def runs(stack: Stack) -> dict[str, dict]:
     for key, text in (
         ("hello", (REPO / "examples/hello-agent.yaml").read_text()),
         ("failing", (REPO / "examples/failing-agent.yaml").read_text()),
-        ("long", agent_yaml("long-line-agent", LONG_SCRIPT)),
+        ("long", long_line_agent()),
     ):
         rec = c.submit(text, source=f"{key}.yaml").to_json()
         out[key] = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED", "TIMED_OUT"})
@@ -134,7 +132,7 @@ def test_tables_fit_an_80_column_terminal(stack: Stack, runs: dict[str, dict]) -
 
 def test_agent_output_is_written_verbatim(stack: Stack) -> None:
     manifest = Path(tempfile.mkdtemp()) / "long.yaml"
-    manifest.write_text(agent_yaml("long-line-agent", LONG_SCRIPT))
+    manifest.write_text(long_line_agent())
     piped = stack.aegis("submit", str(manifest), "--follow")
     assert piped.returncode == 0, piped.stderr
     assert LONG_LINE in piped.stdout.splitlines()
@@ -326,8 +324,12 @@ def test_contexts_name_clusters_and_refuse_unknown_keys(stack: Stack, tmp_path: 
     assert refused.returncode == 2
     assert str(config) in refused.stderr and "api_urll" in refused.stderr
     assert "http://x" in refused.stderr
-    slow = aegis("--timeout", "0.1", "--context", "nope", "list")
-    assert slow.returncode == 2 and "no context 'nope'" in slow.stderr
+    config.write_text(config.read_text().split("  typo:")[0])
+    unknown = aegis("--context", "nope", "list")
+    assert unknown.returncode == 2 and "no context 'nope'" in unknown.stderr
+    # A request that takes longer than --timeout is given up, as an unreachable API.
+    slow = aegis("--timeout", "0.001", "--context", "lab", "list")
+    assert slow.returncode == 3 and "not reachable" in slow.stderr
 
 
 # ------------------------------------------------------------------ Ray's own tools
@@ -339,30 +341,24 @@ def test_ray_cli_works_with_aegis_env(stack: Stack) -> None:
     assert values["RAY_AUTH_MODE"] == "token"
     assert values["RAY_AUTH_TOKEN_PATH"] == str(stack.home / "ray_auth_token")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | values
-    ray = str(Path(sys.executable).parent / "ray")
-    status = subprocess.run([ray, "status"], env=env, capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert "Node status" in status.stdout
-    actors = subprocess.run(
-        [ray, "list", "actors", "--format", "json", "--detail"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert actors.returncode == 0, actors.stderr
-    names = {a.get("name") for a in json.loads(actors.stdout)}
+
+    def ray(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "ray"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    assert "Node status" in ray("status").stdout
+    actors = json.loads(ray("list", "actors", "--format", "json", "--detail").stdout)
     node_id = stack.client().nodes().items[0].node_id
-    assert f"aegis-node-agent:{node_id}" in names
-    jobs = subprocess.run(
-        [ray, "list", "jobs", "--format", "json", "--detail"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert jobs.returncode == 0, jobs.stderr
-    metadata = [j.get("metadata") or {} for j in json.loads(jobs.stdout)]
+    assert f"aegis-node-agent:{node_id}" in {a.get("name") for a in actors}
+    jobs = json.loads(ray("list", "jobs", "--format", "json", "--detail").stdout)
+    metadata = [j.get("metadata") or {} for j in jobs]
     assert any(m.get("job_name") == "aegis up" for m in metadata), metadata
     shown = stack.aegis("dashboard", check=True).stdout
     assert f"127.0.0.1:{stack.env['AEGIS_RAY_DASHBOARD_PORT']}" in shown
