@@ -83,22 +83,33 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid)
 
 
-def _install_metrics(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def timed(request: Request, call_next: Any) -> Any:
+class TimedRequests:
+    """ASGI middleware: each request's latency, until its answer starts (a stream's time is its
+    first byte: following one for hours is not latency), by route template and status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        code = 500
-        try:
-            response = await call_next(request)
-            code = response.status_code
-            return response
-        finally:
-            # The route's template, not the path: one series per route, not per execution.
-            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-            # A stream's time is its first byte: following one for hours is not latency.
-            metrics.API_REQUESTS.observe(
-                time.perf_counter() - started, transport="rest", route=route, code=str(code)
-            )
+
+        async def timed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                # The route's template, not the path: one series per route, not per execution.
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                elapsed = time.perf_counter() - started
+                code = str(message["status"])
+                metrics.API_REQUESTS.observe(elapsed, transport="rest", route=route, code=code)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+def _install_metrics(app: FastAPI) -> None:
+    app.add_middleware(TimedRequests)
 
     @app.get("/metrics", tags=["cluster"], response_class=PlainTextResponse, responses=refusals())
     async def prometheus_metrics(who: AdminDep) -> Response:

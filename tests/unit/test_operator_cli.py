@@ -171,3 +171,26 @@ def test_the_grafana_dashboard_asks_only_for_metrics_that_exist() -> None:
             names |= {base, f"{base}_bucket", f"{base}_count", f"ray_{base}"}
     used = {n for e in exprs for n in re.findall(r"\b(?:ray_)?aegis_\w+", e)}
     assert used and used <= names, used - names
+
+
+def test_rest_latency_is_measured_by_route_template_and_status() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from aegis_ray.api.rest import TimedRequests
+
+    api = FastAPI()
+    api.add_middleware(TimedRequests)
+
+    @api.get("/v1/things/{thing_id}")
+    def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    client = TestClient(api)
+    for n in range(3):
+        assert client.get(f"/v1/things/{n}").status_code == 200
+    assert client.get("/nowhere").status_code == 404
+    text = metrics.exposition()[0].decode()
+    assert 'aegis_api_request_seconds_count{code="200",route="/v1/things/{thing_id}"' in text
+    assert re.search(r'route="/v1/things/\{thing_id\}",transport="rest"\} 3\.0', text)
+    assert 'code="404",route="unmatched"' in text
