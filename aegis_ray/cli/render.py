@@ -26,7 +26,7 @@ from rich.text import Text
 # Piped output has no width: a line is as long as its content.
 _UNLIMITED = 1 << 20
 console = Console(width=None if sys.stdout.isatty() else _UNLIMITED)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else _UNLIMITED)
 
 SHORT_ID = 8
 # Below this many characters, the explaining column is left out rather than cut to nothing.
