@@ -200,7 +200,10 @@ def list_(
     c = session(ctx).client()
     page = call(c.list, states=state, name=name, limit=limit, labels=label)
     items = [e.to_json() for e in page.items]
-    if not emit(items, output):
+    if watch and _line_format(output) == Output.json:
+        for item in items:
+            _emit_line(item, output)
+    elif not emit(items, output):
         show(executions_table(items, output))
     if not watch:
         return
@@ -360,7 +363,11 @@ def events(
 def _cluster_events(c: Any, follow: bool, limit: int, output: Output) -> None:
     items = call(c.cluster_events, limit=limit).items
     rows = [e.to_json() for e in items]
-    if not emit(rows, output):
+    # Followed, JSON comes one object a line from the first (like the stream after it).
+    if follow and _line_format(output) == Output.json:
+        for row in rows:
+            _emit_line(row, output)
+    elif not emit(rows, output):
         show(cluster_events_table(rows, output))
     if not follow:
         return
