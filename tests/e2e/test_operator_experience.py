@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -507,25 +508,32 @@ def test_events_all_follow_streams_state_changes_and_drains(stack: Stack) -> Non
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen: list[dict] = []
+
+    def collect() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(json.loads(line))
+
+    threading.Thread(target=collect, daemon=True).start()
     try:
-        time.sleep(3)  # subscribed
+        deadline = time.monotonic() + 30
+        while not seen:  # the latest event first: from there on, nothing is missed
+            assert time.monotonic() < deadline, proc.stderr
+            time.sleep(0.2)
         c = stack.client()
         rec = c.submit(agent_yaml("feed-watch", "echo hi")).to_json()
         wait_state(c, rec["id"], {"SUCCEEDED"})
         node_id = c.nodes().items[0].node_id
         assert stack.aegis("node", "drain", node_id).returncode == 0
         assert stack.aegis("node", "undrain", node_id).returncode == 0
-        seen: list[dict] = []
         deadline = time.monotonic() + 60
-        assert proc.stdout is not None
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], 1)
-            if ready:
-                seen.append(json.loads(proc.stdout.readline()))
-            states = [e["to_state"] for e in seen if e["execution_id"] == rec["id"]]
-            drains = [e["to_state"] for e in seen if e["kind"] == "node"]
+            states = [e["to_state"] for e in list(seen) if e["execution_id"] == rec["id"]]
+            drains = [e["to_state"] for e in list(seen) if e["kind"] == "node"]
             if "SUCCEEDED" in states and drains[-2:] == ["draining", "ready"]:
                 break
+            time.sleep(0.5)
         assert "SUCCEEDED" in states and drains[-2:] == ["draining", "ready"], seen
     finally:
         proc.send_signal(signal.SIGINT)
