@@ -209,6 +209,7 @@ def _ray(
             dashboard_port=settings.ray_dashboard_port,
             log_path=settings.logs_dir / "ray.log",
             extra_args=ray_args,
+            monitor=settings.ray_monitor,
         )
         state.started["ray"] = True
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"

@@ -103,8 +103,10 @@ def start_head(
     dashboard_port: int,
     log_path: Path,
     extra_args: Sequence[str] = (),
+    monitor: bool = True,
 ) -> tuple[str, int]:
-    """`ray start --head` with the node's resources and labels.
+    """`ray start --head` with the node's resources and labels; `monitor` False leaves out the
+    autoscaler's monitor (unless the cluster launcher autoscales).
 
     Returns the GCS address and the id of the new Unix session that every process of this Ray
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
@@ -117,8 +119,9 @@ def start_head(
             f"--port={port}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}",
-            # The autoscaler's monitor (~50 MiB) only matters under the cluster launcher.
-            *([] if autoscaled else ["--no-monitor"]),
+            # The autoscaler's monitor (~50 MiB) scales under the cluster launcher, and is
+            # where `ray status` gets the cluster's state from.
+            *([] if autoscaled or monitor else ["--no-monitor"]),
             *args.cli_args(),
             *extra_args,  # e.g. the cluster launcher's --autoscaling-config
         ],
