@@ -487,7 +487,7 @@ def test_events_all_shows_nodes_and_executions_scoped_by_tenant(
     ]  # fmt: skip
     grpc = json.loads(stack.aegis("--api", "grpc", "events", "--all", "-o", "json").stdout)
     assert grpc[-1]["id"] == feed[-1]["id"]
-    table = stack.aegis("events", "--all", check=True).stdout
+    table = stack.aegis("events", "--all", "--limit", "1000", check=True).stdout
     assert "joined" in table and "SUCCEEDED" in table
     other = httpx.post(
         f"{stack.api_url}/v1/tokens",
