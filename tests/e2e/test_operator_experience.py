@@ -251,15 +251,7 @@ def test_logs_tail_since_and_timestamps(stack: Stack) -> None:
 
 def test_list_by_label_and_from_stdin(stack: Stack, runs: dict[str, dict]) -> None:
     text = (REPO / "examples/hello-agent.yaml").read_text()
-    done = subprocess.run(
-        [*AEGIS, "submit", "-", "-q"],
-        input=text,
-        env=stack.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = stack.aegis("submit", "-", "-q", input=text)
     assert done.returncode == 0, done.stderr
     eid = done.stdout.strip()
     assert uuid.UUID(eid)
@@ -272,9 +264,7 @@ def test_list_by_label_and_from_stdin(stack: Stack, runs: dict[str, dict]) -> No
     assert {e["id"] for e in grpc} == ids
     assert json.loads(stack.aegis("list", "-l", "example=nope", "-o", "json").stdout) == []
     assert stack.aegis("list", "-l", "no-equals-sign").returncode == 2
-    plan = subprocess.run(
-        [*AEGIS, "plan", "-"], input=text, env=stack.env, cwd=REPO, capture_output=True, text=True
-    )
+    plan = stack.aegis("plan", "-", input=text)
     assert plan.returncode == 0 and "NODE" in plan.stdout
 
 
