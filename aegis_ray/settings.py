@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Ray head.
     ray_port: int = 6379
     ray_dashboard_port: int = 8265
+    # The head's autoscaler monitor: `ray status` reports the cluster from what it writes.
+    # false saves its ~50 MiB; `ray status` then says "No cluster status".
+    ray_monitor: bool = True
     ray_address: str | None = None  # attach to this cluster instead of starting a head
     # Attach to a Ray cluster already running on this machine (`ray start --head` by hand).
     # Tests turn this off so that they never touch a developer's cluster.
@@ -45,6 +48,8 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_namespace: str = "default"
+    # `aegis up --monitoring`: the Prometheus it starts (loopback).
+    prometheus_port: int = 9090
     task_queue: str = TASK_QUEUE
     # Where CLI commands send their requests; defaults to http://api_host:api_port.
     api_url: str | None = None

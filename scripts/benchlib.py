@@ -578,7 +578,7 @@ class Classifier:
         if p.sid in self.nodes:
             kind = "Ray workers (other)"
             cmd = p.cmd
-            if m := re.search(r"ray::ServeReplica:[^:\s]*:(\S+)", cmd):
+            if m := re.search(r"ray::ServeReplica:[^:\s]*:([^.\s]+)", cmd):
                 kind = f"Serve replica {m.group(1)}"
             elif any("dashboard/dashboard.py" in a.cmd for a in self._ancestors(p)):
                 kind = "Ray dashboard"  # its module processes, forkserver, resource tracker
@@ -659,12 +659,31 @@ class CpuMeter:
         everyone = {**self._procs0, **procs1}
         cls = Classifier(self.stack, everyone, containers)
         before = {p.key: p for p in self._procs0.values()}
+        # A process there at the start that has ended was reaped by the first of its ancestors
+        # still alive (PID 1 for orphans): its whole life's CPU landed in that one's children
+        # time, but only what it spent after the start belongs to this window. (If the guess
+        # of the reaper is wrong, the reaper's children time is never taken below zero.)
+        alive = {p.key: p for p in procs1.values()}
+        init = procs1.get(1)
+        earlier: dict[tuple[int, int], int] = defaultdict(int)  # reaper -> ticks to take off
+        for d in self._procs0.values():
+            if d.key in alive or d.pid in (1, 2) or d.ppid == 2:  # kernel threads: no reaper
+                continue
+            reaper = self._procs0.get(d.ppid)
+            hops = 0
+            while reaper is not None and reaper.key not in alive and hops < 64:
+                reaper = self._procs0.get(reaper.ppid)
+                hops += 1
+            if reaper is None or reaper.key not in alive:
+                reaper = init
+            if reaper is not None:
+                earlier[reaper.key] += d.own + d.children
         by: dict[str, float] = defaultdict(float)
         count: dict[str, int] = defaultdict(int)
         for p in procs1.values():
             old = before.get(p.key)
             own = p.own - (old.own if old else 0)
-            kids = p.children - (old.children if old else 0)
+            kids = max(0, p.children - (old.children if old else 0) - earlier.get(p.key, 0))
             comp = cls.component(p)
             count[comp] += 1
             if p.pid == 1:
@@ -672,23 +691,6 @@ class CpuMeter:
                 by[REAPED] += kids / TICK
             else:
                 by[comp] += (own + kids) / TICK
-        # A process there at the start that has ended was reaped by the first of its ancestors
-        # still alive (PID 1 for orphans): its whole life's CPU landed there, but only what it
-        # spent after the start belongs to this window.
-        alive = {p.key for p in procs1.values()}
-        for d in self._procs0.values():
-            if d.key in alive:
-                continue
-            reaper = self._procs0.get(d.ppid)
-            hops = 0
-            while reaper is not None and reaper.key not in alive and hops < 64:
-                reaper = self._procs0.get(reaper.ppid)
-                hops += 1
-            if reaper is None or reaper.pid == 1 or reaper.key not in alive:
-                bucket = REAPED
-            else:
-                bucket = cls.component(procs1[reaper.pid])
-            by[bucket] -= (d.own + d.children) / TICK
         return CpuWindow(
             seconds=t1 - self._t0,
             host_busy_s=(busy1 - self._busy0) / TICK,

@@ -23,7 +23,7 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# 1. Packages: the Docker engine, and a static busybox for the offline example image.
+# 1. Packages: the Docker engine, a static busybox for the offline example image, Prometheus.
 if command -v dockerd >/dev/null && command -v docker >/dev/null; then
     say "docker engine installed"
 else
@@ -33,6 +33,13 @@ if [ -x /bin/busybox ]; then
     say "busybox installed"
 else
     apt_install busybox-static
+fi
+# Prometheus for `aegis up --monitoring` and the metrics test (started by them, never as a
+# service; without recommends: no node exporter).
+if command -v prometheus >/dev/null; then
+    say "prometheus installed"
+else
+    apt_install --no-install-recommends prometheus
 fi
 
 # 2. A running Docker engine.

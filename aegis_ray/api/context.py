@@ -10,13 +10,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.postgres.tokens import TokenStore
-from aegis_ray.core.naming import TASK_QUEUE
+from aegis_ray.core.naming import SEARCH_ATTRIBUTES, TASK_QUEUE
 
 
 class TemporalUnavailable(RuntimeError):
@@ -50,6 +52,7 @@ class Connections:
         self.config = config
         self._pool: Any = None
         self._temporal: Client | None = None
+        self._search_attributes: bool | None = None
         self._lock = asyncio.Lock()
 
     async def pool(self) -> Any:
@@ -68,6 +71,9 @@ class Connections:
     async def nodes(self) -> NodeStore:
         return NodeStore(await self.pool())
 
+    async def cluster_events(self) -> ClusterEventStore:
+        return ClusterEventStore(await self.pool())
+
     async def temporal(self) -> Client:
         if self._temporal is None:
             try:
@@ -82,6 +88,21 @@ class Connections:
                     f"Temporal not reachable at {self.config.temporal_address}: {err}"
                 ) from err
         return self._temporal
+
+    async def search_attributes(self) -> bool:
+        """Whether the namespace has every aegis search attribute (naming.SEARCH_ATTRIBUTES):
+        a workflow started with an unknown one would be refused. Asked once per replica."""
+        if self._search_attributes is None:
+            client = await self.temporal()
+            try:
+                known = await client.operator_service.list_search_attributes(
+                    ListSearchAttributesRequest(namespace=self.config.temporal_namespace)
+                )
+            except Exception:  # an outage or no permission: asked again next time
+                return False
+            names = set(known.custom_attributes) | set(known.system_attributes)
+            self._search_attributes = all(n in names for n in SEARCH_ATTRIBUTES)
+        return self._search_attributes
 
     async def check(self) -> dict[str, str]:
         """Liveness of each dependency, for /health."""

@@ -9,15 +9,18 @@ the gRPC layer converts them to messages field by field, so both transports carr
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from aegis_ray import __version__
+from aegis_ray.adapters import metrics
 from aegis_ray.adapters.postgres.records import ExecutionRecord
 from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
 from aegis_ray.api.auth import Caller, TokenCache
@@ -29,7 +32,7 @@ from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.core.models.node import NodeStatus, NodeType
-from aegis_ray.core.naming import WORKFLOW_NAME, workflow_id
+from aegis_ray.core.naming import SEARCH_AGENT, SEARCH_TENANT, WORKFLOW_NAME, workflow_id
 from aegis_ray.core.placement.demand import demand_of
 from aegis_ray.core.placement.dimensions import Resources
 from aegis_ray.core.placement.fit import NodeFacts, PlanResult, plan
@@ -41,6 +44,9 @@ USERS = ("admin", "user")
 ADMINS = ("admin",)
 JOINERS = ("join",)
 NODES = ("join", "admin")
+# An id prefix as people type it (`aegis get 7a3f2feb`): at least 4 characters of a UUID.
+ID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
+CLUSTER_EVENTS_MAX = 1000
 
 
 def read_manifest(data: str | bytes | dict[str, Any], source: str) -> AgentManifest:
@@ -100,11 +106,20 @@ def node_dict(n: NodeFacts, record: Any = None) -> dict[str, Any]:
     return out
 
 
-def _parse_id(execution_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(execution_id)
-    except ValueError:
-        raise not_found(f"execution {execution_id!r}") from None
+def _parse_labels(labels: list[str] | None) -> dict[str, str] | None:
+    """`key=value` filters on the manifest's metadata.labels."""
+    out: dict[str, str] = {}
+    for item in labels or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ApiProblem("bad_request", f"label={item!r}: expected key=value")
+        out[key.strip()] = value.strip()
+    return out or None
+
+
+def _tenant_scope(who: Caller) -> str | None:
+    """Whose rows a caller sees in cluster-wide views: admins all (None), others their own."""
+    return None if who.role in ADMINS else who.tenant_id
 
 
 def _parse_cursor(before: str | None) -> tuple[datetime | None, uuid.UUID | None]:
@@ -195,15 +210,37 @@ class ControlPlane:
                 id=wid,
                 task_queue=c.config.task_queue,
                 request_eager_start=True,  # the worker runs in this process
+                **await self._workflow_labels(rec),
             )
         except Exception as err:
             # Nothing half-written: without its workflow the row would never move.
             await store.delete(rec.id)
             raise TemporalUnavailable(f"could not start the execution workflow: {err}") from err
+        metrics.SUBMITTED.inc(tenant=who.tenant_id)
         body = rec.to_dict() | {"workflow_id": wid}
         if not result.fits_now:
             body["waiting"] = result.summary()
         return body
+
+    async def _workflow_labels(self, rec: ExecutionRecord) -> dict[str, Any]:
+        """What the Temporal UI shows of an execution's workflow: a summary, a memo, and the
+        agent and tenant as search attributes (where the server has them)."""
+        name = rec.name or "?"
+        out: dict[str, Any] = {
+            "static_summary": f"{name} (tenant {rec.tenant_id})",
+            "static_details": f"aegis execution {rec.id} of agent {name}",
+            "memo": {"agent": name, "tenant": rec.tenant_id, "execution_id": str(rec.id)},
+        }
+        if await self.conns.search_attributes():
+            out["search_attributes"] = TypedSearchAttributes(
+                [
+                    SearchAttributePair(SearchAttributeKey.for_keyword(SEARCH_AGENT), name),
+                    SearchAttributePair(
+                        SearchAttributeKey.for_keyword(SEARCH_TENANT), rec.tenant_id
+                    ),
+                ]
+            )
+        return out
 
     async def list_executions(
         self,
@@ -213,6 +250,7 @@ class ControlPlane:
         name: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        labels: list[str] | None = None,
     ) -> dict[str, Any]:
         if not 1 <= limit <= 500:
             raise ApiProblem("bad_request", f"limit={limit}: must be between 1 and 500")
@@ -231,6 +269,7 @@ class ControlPlane:
             limit=limit,
             before=cursor,
             before_id=cursor_id,
+            labels=_parse_labels(labels),
         )
         items = [r.to_dict() for r in rows]
         next_before = (
@@ -238,8 +277,30 @@ class ControlPlane:
         )
         return {"items": items, "next_before": next_before}
 
+    async def _resolve(self, who: Caller, execution_id: str) -> uuid.UUID:
+        """An execution id, or an unambiguous prefix of one of the caller's executions."""
+        try:
+            return uuid.UUID(execution_id)
+        except ValueError:
+            pass
+        prefix = execution_id.strip().lower()
+        if not ID_PREFIX.match(prefix):
+            raise not_found(f"execution {execution_id!r}")
+        found = await (await self.conns.executions()).with_prefix(prefix, tenant_id=who.tenant_id)
+        if not found:
+            raise not_found(f"execution with an id starting {execution_id!r}")
+        if len(found) > 1:
+            shown = ", ".join(str(f) for f in found)
+            raise ApiProblem(
+                "bad_request",
+                f"execution id prefix {execution_id!r} is ambiguous: it starts {shown}"
+                f"{' and more' if len(found) >= 5 else ''}; give more characters",
+                matches=[str(f) for f in found],
+            )
+        return found[0]
+
     async def _record(self, who: Caller, execution_id: str) -> ExecutionRecord:
-        eid = _parse_id(execution_id)
+        eid = await self._resolve(who, execution_id)
         rec = await (await self.conns.executions()).get(eid, tenant_id=who.tenant_id)
         if rec is None:
             raise not_found(f"execution {execution_id}")
@@ -352,6 +413,43 @@ class ControlPlane:
         )
         return {"id": str(rec.id), "state": rec.state.value, "cancel_requested": True}
 
+    # ------------------------------------------------------------ the cluster feed
+
+    async def cluster_events(
+        self, who: Caller, *, after: int | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """Node and execution events after the id `after`, or the latest `limit` ones;
+        a non-admin sees only their own tenant's executions."""
+        if not 1 <= limit <= CLUSTER_EVENTS_MAX:
+            raise ApiProblem(
+                "bad_request", f"limit={limit}: must be between 1 and {CLUSTER_EVENTS_MAX}"
+            )
+        store = await self.conns.cluster_events()
+        rows = await store.list(tenant_id=_tenant_scope(who), after=after, limit=limit)
+        return {"items": [r.to_dict() for r in rows]}
+
+    async def watch_cluster(
+        self, who: Caller, *, after: int | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Events of the cluster feed ({"event": row}) after `after` (None: from now on), as
+        they are stored; the stream does not end by itself."""
+        store = await self.conns.cluster_events()
+        scope = _tenant_scope(who)
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            with store.subscribe() as changes:
+                cursor = await store.last_id() if after is None else after
+                while True:
+                    rows = await store.list(tenant_id=scope, after=cursor, limit=500)
+                    for row in rows:
+                        yield {"event": row.to_dict()}
+                    if rows:
+                        cursor = rows[-1].id
+                        continue
+                    await changes.wait(FOLLOW_FALLBACK_S)
+
+        return stream()
+
     # ------------------------------------------------------------ nodes and tokens
 
     async def list_nodes(self) -> dict[str, Any]:
@@ -418,7 +516,13 @@ class ControlPlane:
     async def set_node_status(self, node_id: str, status: str) -> dict[str, Any]:
         if not await (await self.conns.nodes()).set_status(node_id, status):
             raise not_found(f"registered node {node_id!r}")
-        return await self._node_record(node_id)
+        # The feed shows the drain now, not at the reconciler's next round.
+        record = await self._node_record(node_id)
+        view = await self.live_view()
+        seen = next((n.status for n in view.nodes if n.node_id == node_id), None)
+        if seen is not None:
+            await (await self.conns.cluster_events()).node_observed(node_id, str(seen))
+        return record
 
     async def _node_record(self, node_id: str) -> dict[str, Any]:
         record = await (await self.conns.nodes()).get(node_id)

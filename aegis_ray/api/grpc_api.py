@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ import grpc
 from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
+from aegis_ray.adapters import metrics
 from aegis_ray.api.auth import metadata_secret
 from aegis_ray.api.control_plane import (
     ADMINS,
@@ -119,6 +121,7 @@ def _unary(
     request)`, convert its REST body to `reply`; a refusal sets the status code instead."""
 
     async def method(self: GrpcMethods, request: Any, grpc_context: Context) -> R:
+        started, code = time.perf_counter(), "OK"
         try:
             who = None
             if roles is not None:
@@ -127,8 +130,44 @@ def _unary(
             body = await operation(self.plane, who, request)
             return convert(body) if convert else to_message(body, reply)
         except Exception as err:
-            _refuse(grpc_context, _problem(err))
+            problem = _problem(err)
+            code = problem.grpc_code
+            _refuse(grpc_context, problem)
             return reply()
+        finally:
+            _timed(type(request).__name__, started, code)
+
+    return method
+
+
+def _timed(request_type: str, started: float, code: str) -> None:
+    # The RPC's name from its request message (GetExecutionRequest -> GetExecution).
+    route = request_type.removesuffix("Request")
+    metrics.API_REQUESTS.observe(
+        time.perf_counter() - started, transport="grpc", route=route, code=code
+    )
+
+
+def _streaming(
+    reply: type[R],
+    operation: Callable[[ControlPlane, Any, Any], Awaitable[AsyncIterator[dict[str, Any]]]],
+) -> Callable[..., AsyncIterator[R]]:
+    """A server-streaming RPC for any API token: each item of `operation(plane, caller,
+    request)` converted to `reply`."""
+
+    async def method(self: GrpcMethods, request: Any, grpc_context: Context) -> AsyncIterator[R]:
+        try:
+            who = await self.plane.authenticate(
+                metadata_secret(grpc_context.invocation_metadata()), USERS
+            )
+            async for item in await operation(self.plane, who, request):
+                yield to_message(item, reply)
+        except Exception as err:
+            problem = _problem(err)
+            _refuse(grpc_context, problem)
+            # A stream's status only reaches the client through an exception (Serve keeps the
+            # code set on the context): a return would end the stream with OK.
+            raise problem from None
 
     return method
 
@@ -154,6 +193,7 @@ class GrpcMethods:
             name=_opt(r, "name", None),
             limit=_opt(r, "limit", 50),
             before=_opt(r, "before", None),
+            labels=list(r.labels) or None,
         ),
     )
     CancelExecution = _unary(
@@ -168,30 +208,17 @@ class GrpcMethods:
         lambda p, who, r: p.logs(who, r.id, r.after, _opt(r, "limit", 1000)),
     )
 
-    async def WatchExecution(  # noqa: N802 - the RPC's name
-        self, request: ex.WatchExecutionRequest, grpc_context: Context
-    ) -> AsyncIterator[ex.WatchExecutionResponse]:
-        """Server stream: every event and log line in order, then `end` with the final state."""
-        try:
-            who = await self.plane.authenticate(
-                metadata_secret(grpc_context.invocation_metadata()), USERS
-            )
-            items = await self.plane.watch(
-                who,
-                request.id,
-                after_event=request.after_event,
-                after_log=request.after_log,
-                events=request.events,
-                logs=request.logs,
-            )
-            async for item in items:
-                yield to_message(item, ex.WatchExecutionResponse)
-        except Exception as err:
-            problem = _problem(err)
-            _refuse(grpc_context, problem)
-            # A stream's status only reaches the client through an exception (Serve keeps the
-            # code set on the context): a return would end the stream with OK.
-            raise problem from None
+    WatchExecution = _streaming(
+        ex.WatchExecutionResponse,
+        lambda p, who, r: p.watch(
+            who,
+            r.id,
+            after_event=r.after_event,
+            after_log=r.after_log,
+            events=r.events,
+            logs=r.logs,
+        ),
+    )
 
     # NodeService
     RegisterNode = _unary(
@@ -217,3 +244,14 @@ class GrpcMethods:
         lambda p, who, r: p.create_token(who, _model(TokenRequest, r, "token")),
     )
     CheckHealth = _unary(None, nd.Health, lambda p, who, r: p.health(), health_message)
+    ListClusterEvents = _unary(
+        USERS,
+        nd.ListClusterEventsResponse,
+        lambda p, who, r: p.cluster_events(
+            who, after=_opt(r, "after", None), limit=_opt(r, "limit", 100)
+        ),
+    )
+    WatchClusterEvents = _streaming(
+        nd.WatchClusterEventsResponse,
+        lambda p, who, r: p.watch_cluster(who, after=_opt(r, "after", None)),
+    )

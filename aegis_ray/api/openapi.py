@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from aegis_ray.contract.cluster import ClusterWatchItem
 from aegis_ray.contract.errors import ErrorBody
 from aegis_ray.contract.executions import MANIFEST_MEDIA_TYPES, FollowEnd, WatchItem
 from aegis_ray.core.models.agent import AgentManifest
@@ -68,6 +69,7 @@ def with_extra_schemas(app: Any) -> Callable[[], dict[str, Any]]:
                     (AgentManifest, "validation"),
                     (WatchItem, "serialization"),
                     (FollowEnd, "serialization"),
+                    (ClusterWatchItem, "serialization"),
                 ],
                 by_alias=True,
                 ref_template=_REF,

@@ -10,18 +10,20 @@ to and an `ErrorBody`; FastAPI's own request validation answers the same way (ba
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi_offline import FastAPIOffline
 
 from aegis_ray import __version__
+from aegis_ray.adapters import metrics
 from aegis_ray.api.control_plane import read_manifest
-from aegis_ray.api.deps import CallerDep, PlaneDep
+from aegis_ray.api.deps import AdminDep, CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
 from aegis_ray.api.openapi import MANIFEST_BODY, ndjson_of, refusals, with_extra_schemas
@@ -40,6 +42,7 @@ def create_app() -> FastAPI:
         static_url="/docs/static",
     )
     _install_error_handlers(app)
+    _install_metrics(app)
     _install_routes(app)
     install_node_routes(app)
     app.openapi = with_extra_schemas(app)  # type: ignore[method-assign]
@@ -78,6 +81,42 @@ def _install_error_handlers(app: FastAPI) -> None:
     for kind in refusal_types():
         app.add_exception_handler(kind, refused)
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+class TimedRequests:
+    """ASGI middleware: each request's latency, until its answer starts (a stream's time is its
+    first byte: following one for hours is not latency), by route template and status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                # The route's template, not the path: one series per route, not per execution.
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                elapsed = time.perf_counter() - started
+                code = str(message["status"])
+                metrics.API_REQUESTS.observe(elapsed, transport="rest", route=route, code=code)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+def _install_metrics(app: FastAPI) -> None:
+    app.add_middleware(TimedRequests)
+
+    @app.get("/metrics", tags=["cluster"], response_class=PlainTextResponse, responses=refusals())
+    async def prometheus_metrics(who: AdminDep) -> Response:
+        """This control-plane replica's metrics in Prometheus text format (admin token):
+        for scrapers that cannot reach Ray's own metrics ports."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
 
 async def _manifest(request: Request, source: str) -> Any:
@@ -141,9 +180,13 @@ def _install_routes(app: FastAPI) -> None:
         name: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         before: str | None = None,
+        label: Annotated[list[str] | None, Query(description="key=value (repeatable)")] = None,
     ) -> Any:
-        """Executions, newest first; `before` is the `next_before` of the previous page."""
-        return await p.list_executions(who, states=state, name=name, limit=limit, before=before)
+        """Executions, newest first; `before` is the `next_before` of the previous page;
+        `label` keeps those whose manifest has every label given."""
+        return await p.list_executions(
+            who, states=state, name=name, limit=limit, before=before, labels=label
+        )
 
     @app.get(
         "/v1/executions/{execution_id}",
@@ -219,6 +262,27 @@ def _install_routes(app: FastAPI) -> None:
             logs=logs,
         )
         return _ndjson(items)
+
+    @app.get(
+        "/v1/events",
+        tags=["cluster"],
+        response_model=cluster.ClusterEventPage,
+        responses=refusals() | ndjson_of("ClusterWatchItem"),
+        **common,
+    )
+    async def cluster_events(
+        who: CallerDep,
+        p: PlaneDep,
+        after: int | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        follow: bool = False,
+    ) -> Any:
+        """The cluster feed: node joins, losses and drains, and every execution state change
+        (non-admins: their own executions only). `after` an event id, else the latest `limit`;
+        with follow=true an NDJSON stream of {"event": ...} from `after` (else from now on)."""
+        if follow:
+            return _ndjson(await p.watch_cluster(who, after=after))
+        return await p.cluster_events(who, after=after, limit=limit)
 
     @app.post(
         "/v1/executions/{execution_id}/cancel",

@@ -43,7 +43,9 @@ def _invalid(lines: str) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-@cluster_app.command("validate")
+@cluster_app.command(
+    "validate", epilog="Examples:\n\n  aegis cluster validate cluster_configs/aws.yaml"
+)
 def validate(file: Path) -> None:
     """Check a `ray up` cluster YAML offline: Ray's own schema and launcher checks, then aegis's
     (node types vs NodeConfigs, resource and label names, roles, ports, start commands)."""
@@ -65,7 +67,10 @@ def validate(file: Path) -> None:
         console.print(f"  {kind} {n.name}: {n.role} ({n.node_config}){scale}", highlight=False)
 
 
-@cluster_app.command("node-type")
+@cluster_app.command(
+    "node-type",
+    epilog="Examples:\n\n  aegis cluster node-type cluster_configs/nodes/edge-gpu.yaml",
+)
 def node_type(
     config: Annotated[Path, typer.Argument(help="a NodeConfig")],
     name: Annotated[str | None, typer.Option(help="node type name (default: the file's)")] = None,
@@ -75,7 +80,9 @@ def node_type(
     print(yaml.safe_dump({name or config.stem: node_type_snippet(cfg)}, sort_keys=False), end="")
 
 
-@cluster_app.command("secret")
+@cluster_app.command(
+    "secret", epilog="Examples:\n\n  aegis cluster secret ~/.aegis/cluster-join-secret"
+)
 def secret(
     file: Annotated[
         Path | None, typer.Argument(help="write it here (mode 0600; an existing file is kept)")

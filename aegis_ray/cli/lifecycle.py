@@ -1,18 +1,21 @@
-"""`aegis up | down | status`: a hybrid node on this machine, and what is running."""
+"""`aegis up | down | status | env | dashboard`: a hybrid node on this machine, what is running,
+and how Ray's own tools (`ray status`, `ray list actors`, the dashboard) reach it."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from aegis_ray.cli.render import Output, console, emit, nodes_table
+from aegis_ray.cli.render import Output, console, emit, nodes_table, show
 from aegis_ray.cli.session import (
     EXIT_BAD_INPUT,
+    EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
-    Api,
     OutputOpt,
+    examples,
     fail,
     read_text,
     redact,
@@ -26,9 +29,17 @@ from aegis_ray.settings import Settings
 app = typer.Typer()
 
 
-@app.command()
+@app.command(epilog=examples("aegis up", "aegis up --config my-node.yaml", "aegis up --monitoring"))
 def up(
     config: Annotated[Path | None, typer.Option(help="NodeConfig for this node")] = None,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring",
+            help="also start Prometheus (Debian's package) scraping Ray and the API "
+            "(AEGIS_PROMETHEUS_PORT, default 9090)",
+        ),
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Start a hybrid node here: Ray head, control plane, PostgreSQL and Temporal."""
@@ -54,7 +65,7 @@ def up(
             console.print(f"[dim]·[/] {step}", highlight=False)
 
         try:
-            state = stack_up(settings, node, say)
+            state = stack_up(settings, node, say, monitoring=monitoring)
         except (RuntimeError, TimeoutError, OSError) as err:
             fail(f"aegis up failed: {err}", EXIT_UNAVAILABLE)
     if not emit(redact(state.__dict__), output):
@@ -65,9 +76,21 @@ def up(
         if state.dashboard_url:
             console.print(f"Ray dashboard {state.dashboard_url}")
         console.print(f"admin token in {settings.admin_token_path}")
+        _say_ray_token(state)
+        if state.prometheus_url:
+            console.print(f"Prometheus {state.prometheus_url}")
 
 
-@app.command()
+def _say_ray_token(state: Any) -> None:
+    if state.ray_auth_mode == "token" and state.ray_token_path:
+        console.print(
+            f"Ray token in {state.ray_token_path} (dashboard login; for `ray status` and "
+            '`ray list actors`: eval "$(aegis env)")',
+            soft_wrap=True,
+        )
+
+
+@app.command(epilog=examples("aegis down"))
 def down() -> None:
     """Stop what `aegis up` started (and nothing else)."""
     from aegis_ray.node.stack import down as stack_down
@@ -76,7 +99,7 @@ def down() -> None:
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
-@app.command()
+@app.command(epilog=examples("aegis status", "aegis status -o json"))
 def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     """What is running: Ray, API, PostgreSQL, Temporal, nodes."""
     from aegis_ray.node.stack import UpState
@@ -86,7 +109,7 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     state = UpState.load(settings.state_path)
     shown = redact(state.__dict__) if state else None
     report: dict[str, Any] = {"home": str(settings.home), "up": shown}
-    c = s.client() if settings.admin_token_path.exists() or settings.api_token else None
+    c = s.client_or_none()
     health: dict[str, Any] = {"status": "unreachable"}
     nodes: list[dict[str, Any]] = []
     if c is not None:
@@ -110,17 +133,94 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
         console.print(f"Temporal   {state.temporal_address}")
         if state.dashboard_url:
             console.print(f"Dashboard  {state.dashboard_url}")
+        if state.ray_token_path:
+            console.print(f"Ray token  {state.ray_token_path}")
+        if state.prometheus_url:
+            console.print(f"Prometheus {state.prometheus_url}")
     colour = "green" if health.get("status") == "ok" else "red"
-    where = (
-        f"gRPC {discovery.grpc_address(settings)}"
-        if s.api == Api.grpc
-        else discovery.api_url(settings)
-    )
+    where = s.transport if c is not None else discovery.api_url(settings)
     console.print(f"API        {where} [{colour}]{health.get('status')}[/]")
     for key in ("database", "temporal"):
         if key in health:
             console.print(f"  {key}: {health[key]}")
     if nodes:
-        console.print(nodes_table(nodes))
+        show(nodes_table(nodes, output))
     if health.get("status") != "ok":
         raise typer.Exit(EXIT_UNAVAILABLE)
+
+
+def _up_state() -> Any:
+    from aegis_ray.node.stack import UpState
+
+    settings = Settings()
+    state = UpState.load(settings.state_path)
+    if state is None or not state.ray_address:
+        fail(
+            f"nothing is up here ({settings.state_path} not found): run `aegis up` first",
+            EXIT_NOT_FOUND,
+        )
+    return state
+
+
+def ray_environment(state: Any) -> dict[str, str]:
+    """What Ray's CLI needs to reach the cluster `aegis up` runs: its address, the dashboard
+    (jobs, state API) and its auth mode with the token file."""
+    env = {"RAY_ADDRESS": state.ray_address} | state.auth.env()
+    if state.dashboard_url:
+        env["RAY_API_SERVER_ADDRESS"] = state.dashboard_url
+    return env
+
+
+@app.command(
+    epilog=examples('eval "$(aegis env)" && ray status', 'eval "$(aegis env)" && ray list actors')
+)
+def env(output: OutputOpt = Output.table) -> None:
+    """Print the shell exports with which Ray's own CLI (`ray status`, `ray list actors`,
+    `ray job list`) reaches the cluster `aegis up` runs here."""
+    values = ray_environment(_up_state())
+    if emit(values, output):
+        return
+    for key, value in values.items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+@app.command(epilog=examples("aegis dashboard", "aegis dashboard --open"))
+def dashboard(
+    open_: Annotated[bool, typer.Option("--open", help="open it in a browser here")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Where the Ray dashboard and the Temporal UI are, and the token the dashboard asks for."""
+    state = _up_state()
+    settings = Settings()
+    info = {
+        "ray_dashboard": state.dashboard_url or None,
+        "ray_token_path": state.ray_token_path if state.ray_auth_mode == "token" else None,
+        "temporal_ui": f"http://127.0.0.1:{settings.temporal_ui_port}"
+        if state.started.get("temporal")
+        else None,
+        "api_docs": f"{state.api_url}/docs" if state.api_url else None,
+        "prometheus": state.prometheus_url or None,
+    }
+    if emit(info, output):
+        return
+    if info["ray_dashboard"]:
+        console.print(f"Ray dashboard  {info['ray_dashboard']}", highlight=False)
+    else:
+        console.print("Ray dashboard  (not started by aegis: see your Ray head)")
+    if info["ray_token_path"]:
+        console.print(
+            f"  log in with the token in {info['ray_token_path']} (cat {info['ray_token_path']})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if info["temporal_ui"]:
+        console.print(f"Temporal UI    {info['temporal_ui']}", highlight=False)
+    if info["api_docs"]:
+        console.print(f"API docs       {info['api_docs']}", highlight=False)
+    if info["prometheus"]:
+        console.print(f"Prometheus     {info['prometheus']}", highlight=False)
+    if open_ and info["ray_dashboard"]:
+        import webbrowser
+
+        if not webbrowser.open(info["ray_dashboard"]):
+            console.print("(no browser here: open the address above yourself)")

@@ -1,13 +1,14 @@
 """The `aegis` command line: one module per command group, sharing `session.Session`.
 
-    lifecycle.py    up, down, status
-    executions.py   submit, list, get, events, logs, cancel, plan
-    nodes.py        nodes, node start | stop | drain | undrain
+    lifecycle.py    up, down, status, env, dashboard
+    executions.py   submit, list, get, wait, events, logs, cancel, plan
+    nodes.py        nodes, node get | start | stop | drain | undrain
     tokens.py       token create
     config.py       config validate, schema
+    contexts.py     context list | use | set | delete (several clusters)
     cluster.py      cluster validate | node-type | secret (`ray up` cluster configs)
 
-Exit codes: see session.py.
+Exit codes: see session.py. Shell completion: `aegis --install-completion` (bash, zsh, fish).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-from aegis_ray.cli import config, executions, lifecycle, nodes, tokens
+from aegis_ray import __version__
+from aegis_ray.cli import config, contexts, executions, lifecycle, nodes, tokens
 from aegis_ray.cli.cluster import cluster_app
 from aegis_ray.cli.session import Api, Session
 
@@ -24,25 +26,56 @@ app = typer.Typer(
     help="aegis: run containerized AI agents on a Ray cluster.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
+    epilog="Examples:\n\n  aegis up\n\n  aegis submit examples/hello-agent.yaml -f\n\n"
+    "  aegis list -o wide\n\n  aegis --context lab nodes",
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        print(f"aegis {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _global_options(
     ctx: typer.Context,
     api: Annotated[
-        Api,
+        Api | None,
         typer.Option(
-            "--api", envvar="AEGIS_API", help="how commands reach the cluster: rest or grpc"
+            "--api",
+            envvar="AEGIS_API",
+            help="how commands reach the cluster: rest or grpc (default: the context's, else rest)",
         ),
-    ] = Api.rest,
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            envvar="AEGIS_CONTEXT",
+            help="a context of the client config file (`aegis context list`)",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", envvar="AEGIS_TIMEOUT", min=0.001, help="seconds per API request (30)"
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     """aegis: run containerized AI agents on a Ray cluster."""
-    ctx.obj = Session(api=api)
+    ctx.obj = Session(api=api, context=context, timeout=timeout)
 
 
 app.add_typer(config.config_app, name="config")
+app.add_typer(contexts.app, name="context")
 app.add_typer(nodes.node_app, name="node")
 app.add_typer(tokens.app, name="token")
 app.add_typer(cluster_app, name="cluster")

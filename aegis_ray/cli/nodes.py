@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from aegis_ray.cli.render import Output, console, emit, nodes_table
+from aegis_ray.cli.render import Output, console, emit, node_detail, nodes_table, show
 from aegis_ray.cli.session import (
     EXIT_AUTH,
     EXIT_BAD_INPUT,
     EXIT_UNAVAILABLE,
     OutputOpt,
     call,
+    examples,
     fail,
     load_or_exit,
     session,
@@ -24,12 +25,20 @@ app = typer.Typer()
 node_app = typer.Typer(help="Start, stop and drain the nodes of a cluster.", no_args_is_help=True)
 
 
-@app.command()
+@app.command(epilog=examples("aegis nodes", "aegis nodes -o wide", "aegis nodes -o json"))
 def nodes(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     """Nodes of the cluster with their role, tags and free capacity."""
     items = [n.to_json() for n in call(session(ctx).client().nodes).items]
     if not emit(items, output):
-        console.print(nodes_table(items))
+        show(nodes_table(items, output))
+
+
+@node_app.command("get", epilog=examples("aegis node get edge-gpu-1", "aegis node get n1 -o yaml"))
+def node_get(ctx: typer.Context, node_id: str, output: OutputOpt = Output.table) -> None:
+    """One node: role, status, capacity used and total, heartbeat, tags."""
+    node = call(session(ctx).client().node, node_id).to_json()
+    if not emit(node, output):
+        show(node_detail(node))
 
 
 def read_node_config(path: Path) -> Any:
@@ -39,7 +48,13 @@ def read_node_config(path: Path) -> Any:
     return doc
 
 
-@node_app.command("start")
+@node_app.command(
+    "start",
+    epilog=examples(
+        "aegis node start --config cluster_configs/nodes/orchestrator.yaml",
+        "aegis node start --config cluster_configs/nodes/edge-cpu.yaml --join-token TOKEN",
+    ),
+)
 def node_start(
     config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
     join_token: Annotated[
@@ -116,7 +131,9 @@ def node_start(
         fail(f"node start failed: {err}", EXIT_UNAVAILABLE)
 
 
-@node_app.command("stop")
+@node_app.command(
+    "stop", epilog=examples("aegis node stop --config cluster_configs/nodes/edge-cpu.yaml")
+)
 def node_stop(
     config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
     node_id: Annotated[str | None, typer.Option(help="as given to `aegis node start`")] = None,
@@ -135,14 +152,14 @@ def node_stop(
     stack_down(settings, lambda s: console.print(f"[dim]·[/] stopping {s}"))
 
 
-@node_app.command("drain")
+@node_app.command("drain", epilog=examples("aegis node drain edge-gpu-1"))
 def node_drain(ctx: typer.Context, node_id: str) -> None:
     """Give a node no new work; what runs there finishes."""
     call(session(ctx).client().drain, node_id)
     console.print(f"{node_id} draining")
 
 
-@node_app.command("undrain")
+@node_app.command("undrain", epilog=examples("aegis node undrain edge-gpu-1"))
 def node_undrain(ctx: typer.Context, node_id: str) -> None:
     """Make a drained node take new work again."""
     call(session(ctx).client().undrain, node_id)

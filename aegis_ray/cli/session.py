@@ -2,12 +2,16 @@
 failure becomes a message and an exit code.
 
 Exit codes: 0 success; 1 the execution FAILED; 124 it TIMED_OUT; 130 it was CANCELLED;
-2 bad input (invalid manifest, unschedulable); 3 the cluster or one of its services is
-unavailable; 4 not found (also an id that is no execution id); 5 not authenticated.
+2 bad input (invalid manifest, unschedulable, an ambiguous id prefix); 3 the cluster or one of
+its services is unavailable; 4 not found (also an id that is no execution id); 5 not
+authenticated; 75 you stopped waiting (Ctrl-C on `submit -f`, `wait`, `logs -f`, or `wait
+--timeout` ran out): the execution keeps running.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,14 +21,26 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 
 from aegis_ray.cli.render import Output, err_console, plan_table
-from aegis_ray.core.models.loading import ManifestError, load_file
+from aegis_ray.core.models.loading import ManifestError, load_file, parse_document
 from aegis_ray.sdk.client import Client
+from aegis_ray.sdk.contexts import ContextError
 from aegis_ray.sdk.errors import ApiError, ApiUnreachable, MissingToken
 
 EXIT_BY_STATE = {"SUCCEEDED": 0, "FAILED": 1, "TIMED_OUT": 124, "CANCELLED": 130}
 EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_AUTH = 2, 3, 4, 5
+# Distinct from every end state: the execution has not ended, you only stopped waiting for it
+# (75 is EX_TEMPFAIL: "try again later").
+EXIT_DETACHED = 75
+# A call slower than this shows a spinner (on a terminal).
+SPINNER_AFTER_S = 0.3
+STDIN = Path("-")
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table (default), json or yaml")]
+OutputOpt = Annotated[
+    Output,
+    typer.Option(
+        "--output", "-o", help="table (default), wide (every column, whole ids), json or yaml"
+    ),
+]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -38,17 +54,41 @@ class Api(StrEnum):
 class Session:
     """The state of one `aegis` invocation (typer's context object)."""
 
-    api: Api = Api.rest
+    api: Api | None = None  # None: AEGIS_API, else the context's, else REST
+    context: str | None = None  # a context of the client config file (sdk/contexts.py)
+    timeout: float | None = None  # seconds per request
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
         """An API client over the chosen transport (same methods and results either way)."""
         if self._client is None:
             try:
-                self._client = Client.from_env(self.api.value)
+                api = self.api.value if self.api else None
+                self._client = Client.from_env(api, timeout=self.timeout, context=self.context)
             except MissingToken as err:
                 fail(str(err), EXIT_AUTH)
+            except (ContextError, ValueError) as err:
+                fail(str(err), EXIT_BAD_INPUT)
         return self._client
+
+    def client_or_none(self) -> Client | None:
+        """The client, or None where no token is known (status still reports what it can)."""
+        try:
+            return self.client() if self._client is None else self._client
+        except typer.Exit as stop:
+            if stop.exit_code == EXIT_AUTH:
+                return None
+            raise
+
+    @property
+    def transport(self) -> str:
+        """Where calls go ("http://...", "gRPC host:port")."""
+        return self.client().transport.target
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: example command lines, one a line."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 
 def session(ctx: typer.Context) -> Session:
@@ -61,11 +101,21 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def call(fn: Callable[P, R], *args: P.args, **kw: P.kwargs) -> R:
-    """Run one API call, turning its failures into a message and a meaningful exit code."""
+    """Run one API call, turning its failures into a message and a meaningful exit code; on a
+    terminal, a spinner shows while a slow server answers."""
+    spinner = err_console.status("waiting for the API", spinner="dots")
+    timer = threading.Timer(SPINNER_AFTER_S, spinner.start)
+    if err_console.is_terminal:
+        timer.start()
     try:
         return fn(*args, **kw)
     except (ApiUnreachable, ApiError) as err:
+        timer.cancel()
+        spinner.stop()
         refused(err)
+    finally:
+        timer.cancel()
+        spinner.stop()
 
 
 def stream(items: Iterator[R]) -> Iterator[R]:
@@ -111,12 +161,22 @@ def read_text(path: Path) -> str:
         fail(f"cannot read {path}: {err.strerror}", EXIT_BAD_INPUT)
 
 
-def load_or_exit(path: Path) -> Any:
-    """Load and validate a manifest or NodeConfig; on failure print every problem and exit 2.
+def manifest_text(path: Path) -> tuple[str, str]:
+    """A manifest's text and its name for messages; `-` reads standard input."""
+    if path == STDIN:
+        return sys.stdin.read(), "<stdin>"
+    return read_text(path), str(path)
+
+
+def load_or_exit(path: Path, text: str | None = None) -> Any:
+    """Load and validate a manifest or NodeConfig (`text`: its content, already read from
+    standard input); on failure print every problem and exit 2.
 
     Used before a manifest travels too: the server validates again with the same model.
     """
     try:
+        if text is not None:
+            return parse_document(text, source="<stdin>" if path == STDIN else str(path))
         return load_file(path)
     except ManifestError as err:
         for line in str(err).splitlines():

@@ -7,12 +7,15 @@ from typing import Annotated
 import typer
 
 from aegis_ray.cli.render import Output, emit
-from aegis_ray.cli.session import OutputOpt, call, session
+from aegis_ray.cli.session import OutputOpt, call, examples, session
 
 app = typer.Typer(help="Issue API and join tokens.", no_args_is_help=True)
 
 
-@app.command("create")
+@app.command(
+    "create",
+    epilog=examples("aegis token create --join", "aegis token create --ttl 86400 --description ci"),
+)
 def token_create(
     ctx: typer.Context,
     join: Annotated[bool, typer.Option("--join", help="a join token for nodes")] = False,

@@ -2,7 +2,7 @@
 
 - `errors`: the error vocabulary (name -> HTTP status, gRPC code) and the error body.
 - `executions`: executions, attempts, events, log lines, watch items, plans.
-- `cluster`: nodes, cluster status, health, tokens, node registration.
+- `cluster`: nodes, cluster status, health, tokens, node registration, the cluster feed.
 
 Pure: pydantic over the core's vocabularies (execution states, node sections); the server
 (aegis_ray.api) and the client (aegis_ray.sdk) both import it, neither imports the other.
@@ -10,7 +10,10 @@ Pure: pydantic over the core's vocabularies (execution states, node sections); t
 
 from aegis_ray.contract.cluster import (
     Capacity,
+    ClusterEvent,
+    ClusterEventPage,
     ClusterStatus,
+    ClusterWatchItem,
     Health,
     Node,
     NodeIdentity,
@@ -55,7 +58,10 @@ __all__ = [
     "Attempt",
     "Cancelled",
     "Capacity",
+    "ClusterEvent",
+    "ClusterEventPage",
     "ClusterStatus",
+    "ClusterWatchItem",
     "End",
     "ErrorBody",
     "ErrorName",

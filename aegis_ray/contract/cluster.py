@@ -118,3 +118,33 @@ class NodeIdentity(BaseModel):
     ray_node_id: str | None = None
     address: str | None = None
     version: str = __version__
+
+
+class ClusterEvent(Body):
+    """A row of the cluster feed: a node's status change (`kind` node: from_state and
+    to_state are node statuses) or an execution's state change (`kind` execution)."""
+
+    id: int
+    ts: Timestamp
+    kind: Literal["node", "execution"]
+    tenant_id: str | None = Field(description="the execution's tenant; null for node events")
+    node_id: str | None
+    execution_id: str | None
+    name: str | None = Field(description="the execution's agent name")
+    from_state: str | None
+    to_state: str | None
+    message: str
+
+
+class ClusterEventPage(Body):
+    items: list[ClusterEvent]
+
+
+class ClusterWatchItem(Body):
+    """One item of the cluster feed's stream (NDJSON line or gRPC message)."""
+
+    event: ClusterEvent
+
+    @property
+    def item(self) -> ClusterEvent:
+        return self.event

@@ -64,3 +64,13 @@ def workflow_id(execution_id: object) -> str:
 
 # The execution workflow's type name (one workflow per execution).
 WORKFLOW_NAME = "aegis.execution"
+
+# Search attributes (type Keyword) of execution workflows, so that the Temporal UI finds
+# "agent X on node Y" (`AegisAgent="hello-agent" AND AegisNode="n1"`). `aegis up` registers
+# them; the API sets the agent and tenant at start, the workflow the node once placed.
+SEARCH_AGENT = "AegisAgent"
+SEARCH_TENANT = "AegisTenant"
+SEARCH_NODE = "AegisNode"
+SEARCH_ATTRIBUTES = (SEARCH_AGENT, SEARCH_TENANT, SEARCH_NODE)
+# The signal an attempt's activity sends its workflow once the attempt is placed (node id).
+PLACED_SIGNAL = "placed"

@@ -66,3 +66,20 @@ def _alive(f: NodeFacts) -> bool:
 def eligible_selector(node_ids: list[str]) -> dict[str, str]:
     """Bundle label selector keeping a placement group on these nodes (not drained or down)."""
     return {LABEL_NODE_ID: "in(" + ",".join(sorted(node_ids)) + ")"}
+
+
+def status_change(before: str | None, after: str) -> str:
+    """How the cluster feed words a node's change from status `before` (None: first seen)."""
+    if after == NodeStatus.GONE:
+        return f"gone: down for more than {GONE_AFTER_S / 60:.0f} minutes"
+    if before is None:
+        return "joined" if after != NodeStatus.DOWN else "registered, but not up in Ray"
+    if after == NodeStatus.DOWN:
+        return "lost: Ray has no live node for it"
+    if after == NodeStatus.DRAINING:
+        return "draining: no new work, running work finishes"
+    if before == NodeStatus.DRAINING:
+        return "undrained: takes new work again"
+    if before in _NOT_ALIVE:
+        return "back: alive in Ray again"
+    return f"{before} -> {after}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,8 +22,9 @@ import yaml
 import aegis_ray
 from aegis_ray.adapters.files import write_private
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.prometheus import PrometheusServer
 from aegis_ray.adapters.ray import head as ray_head
-from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
+from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, ensure_search_attributes
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.ray_mapping import ray_start_args
 from aegis_ray.node.local_config import default_node_config
@@ -48,7 +50,10 @@ class UpState:
     dashboard_url: str = ""
     node_id: str = ""
     ray_session: int = 0  # Unix session id of the Ray head we started (see ray_head.start_head)
-    started: dict[str, bool] = field(default_factory=dict)  # ray / postgres / temporal
+    ray_session_dir: str = ""  # Ray's own session directory (its metrics discovery file)
+    prometheus_url: str = ""
+    # ray / postgres / temporal / prometheus
+    started: dict[str, bool] = field(default_factory=dict)
 
     @property
     def auth(self) -> ray_head.RayAuth:
@@ -78,6 +83,16 @@ def temporal(settings: Settings) -> TemporalDevServer:
     )
 
 
+def prometheus(settings: Settings, state: UpState) -> PrometheusServer:
+    return PrometheusServer(
+        settings.home / "prometheus",
+        port=settings.prometheus_port,
+        ray_session_dir=state.ray_session_dir,
+        api_address=f"{settings.api_host}:{settings.api_port}",
+        api_token_file=settings.admin_token_path,
+    )
+
+
 def up(
     settings: Settings,
     node: NodeConfig | None,
@@ -85,6 +100,7 @@ def up(
     *,
     ray_args: Sequence[str] = (),
     join_secret: str | None = None,
+    monitoring: bool = False,
 ) -> UpState:
     """Start (or find running) everything a head node needs; idempotent.
 
@@ -92,7 +108,9 @@ def up(
     (see node.services), else embedded ones started here.
     `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config).
     `join_secret` (a pre-shared secret, `ray up`) is accepted as a join token from before the
-    API answers, so no edge that reaches the API is refused for want of it."""
+    API answers, so no edge that reaches the API is refused for want of it.
+    `monitoring` also starts Prometheus (adapters/prometheus.py) and points the Ray
+    dashboard's metrics pages at it."""
     settings = head_settings(settings, node)
     external_database = external_database_url(settings)  # refuses before anything starts
     home = settings.home
@@ -110,6 +128,10 @@ def up(
 
     if settings.temporal_address:
         state.temporal_address = settings.temporal_address
+        # The Temporal UI finds executions by agent, tenant and node only where they exist.
+        refused = ensure_search_attributes(state.temporal_address, settings.temporal_namespace)
+        if refused:
+            say(f"(workflows will carry no aegis search attributes: {refused})")
     else:
         say("Temporal dev server")
         server = temporal(settings)
@@ -118,6 +140,9 @@ def up(
         state.started["temporal"] = True
     state.save(settings.state_path)
 
+    if monitoring:
+        # Read by the Ray dashboard when it starts: its metrics pages ask this Prometheus.
+        os.environ.setdefault("RAY_PROMETHEUS_HOST", f"http://127.0.0.1:{settings.prometheus_port}")
     _ray(settings, node, state, say, ray_args)
     state.save(settings.state_path)
 
@@ -131,6 +156,11 @@ def up(
     state.save(settings.state_path)
     wait_healthy(state.api_url, timeout=120)
     start_node_agent()
+    if monitoring:
+        say("Prometheus (Ray's metrics and the API's /metrics)")
+        state.prometheus_url = prometheus(settings, state).start()
+        state.started["prometheus"] = True
+        state.save(settings.state_path)
     return state
 
 
@@ -179,15 +209,17 @@ def _ray(
             dashboard_port=settings.ray_dashboard_port,
             log_path=settings.logs_dir / "ray.log",
             extra_args=ray_args,
+            monitor=settings.ray_monitor,
         )
         state.started["ray"] = True
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
     state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
     state.save(settings.state_path)
-    ray_head.connect(state.ray_address, auth)
+    ray_head.connect(state.ray_address, auth, purpose="aegis up")
     from aegis_ray.adapters.ray.cluster_state import cluster_view
 
     state.implicit_head = cluster_view().implicit_head
+    state.ray_session_dir = ray_head.session_dir()
 
 
 def serve_config() -> dict[str, Any]:
@@ -293,6 +325,10 @@ def down(settings: Settings, say: Say) -> list[str]:
     if state is None:
         return []
     stopped: list[str] = []
+    if state.started.get("prometheus"):
+        say("Prometheus")
+        prometheus(settings, state).stop()
+        stopped.append("prometheus")
     if state.started.get("ray") and state.ray_session:
         say("Ray head")
         ray_head.stop_session(state.ray_session)
@@ -324,7 +360,7 @@ def _remove_control_plane(state: UpState) -> None:
 
     from aegis_ray.core.naming import RAY_NAMESPACE, node_agent_name
 
-    ray_head.connect(state.ray_address, state.auth)
+    ray_head.connect(state.ray_address, state.auth, purpose="aegis down")
     serve.delete(SERVE_APP)
     prefix = node_agent_name("")
     for actor in ray.util.list_named_actors(all_namespaces=True):

@@ -21,6 +21,7 @@ import ray
 from ray.util.placement_group import PlacementGroup, placement_group_table
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from aegis_ray.adapters import metrics
 from aegis_ray.adapters.docker.container import ContainerSpec
 from aegis_ray.core.naming import (
     LABEL_DOCKER_NETWORK,
@@ -72,9 +73,12 @@ class NodeAgentActor:
         self, execution_id: str, attempt: int, after_seq: int, max_lines: int, wait_s: float
     ) -> Batch:
         agent = await self._started()
-        return await agent.follow(
+        batch = await agent.follow(
             execution_id, attempt, after_seq=after_seq, max_lines=max_lines, wait_s=wait_s
         )
+        if batch.lines:
+            metrics.AGENT_LOG_LINES.inc(len(batch.lines), node=self.node_id)
+        return batch
 
     async def stop(self, execution_id: str, attempt: int, grace_s: float) -> None:
         await (await self._started()).stop(execution_id, attempt, grace_s)
@@ -94,7 +98,9 @@ class NodeAgentActor:
                 log.exception("placement-group sweep failed")
 
     async def _sweep(self) -> None:
-        for info in self.agent.list():
+        running = self.agent.list()
+        metrics.AGENT_CONTAINERS.set(len(running), node=self.node_id)
+        for info in running:
             if not info.placement_group_id:
                 continue
             state = await asyncio.to_thread(_group_state, info.placement_group_id)

@@ -244,3 +244,53 @@ class Health(_message.Message):
     version: str
     checks: _containers.ScalarMap[str, str]
     def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., checks: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ClusterEvent(_message.Message):
+    __slots__ = ("id", "ts", "kind", "tenant_id", "node_id", "execution_id", "name", "from_state", "to_state", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TO_STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ts: _timestamp_pb2.Timestamp
+    kind: str
+    tenant_id: str
+    node_id: str
+    execution_id: str
+    name: str
+    from_state: str
+    to_state: str
+    message: str
+    def __init__(self, id: _Optional[int] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., tenant_id: _Optional[str] = ..., node_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., name: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListClusterEventsRequest(_message.Message):
+    __slots__ = ("after", "limit")
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    limit: int
+    def __init__(self, after: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListClusterEventsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ClusterEvent]
+    def __init__(self, items: _Optional[_Iterable[_Union[ClusterEvent, _Mapping]]] = ...) -> None: ...
+
+class WatchClusterEventsRequest(_message.Message):
+    __slots__ = ("after",)
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    after: int
+    def __init__(self, after: _Optional[int] = ...) -> None: ...
+
+class WatchClusterEventsResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: ClusterEvent
+    def __init__(self, event: _Optional[_Union[ClusterEvent, _Mapping]] = ...) -> None: ...

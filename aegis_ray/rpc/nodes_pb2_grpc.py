@@ -339,6 +339,16 @@ class ClusterServiceStub:
                 request_serializer=aegis_dot_v1_dot_nodes__pb2.CheckHealthRequest.SerializeToString,
                 response_deserializer=aegis_dot_v1_dot_nodes__pb2.Health.FromString,
                 _registered_method=True)
+        self.ListClusterEvents = channel.unary_unary(
+                '/aegis.v1.ClusterService/ListClusterEvents',
+                request_serializer=aegis_dot_v1_dot_nodes__pb2.ListClusterEventsRequest.SerializeToString,
+                response_deserializer=aegis_dot_v1_dot_nodes__pb2.ListClusterEventsResponse.FromString,
+                _registered_method=True)
+        self.WatchClusterEvents = channel.unary_stream(
+                '/aegis.v1.ClusterService/WatchClusterEvents',
+                request_serializer=aegis_dot_v1_dot_nodes__pb2.WatchClusterEventsRequest.SerializeToString,
+                response_deserializer=aegis_dot_v1_dot_nodes__pb2.WatchClusterEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -363,6 +373,21 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListClusterEvents(self, request, context):
+        """The cluster feed (GET /v1/events): node joins, losses and drains, and execution state
+        changes; a non-admin token sees its own tenant's executions only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchClusterEvents(self, request, context):
+        """The same feed as it grows (GET /v1/events?follow=true); it does not end by itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +405,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.CheckHealth,
                     request_deserializer=aegis_dot_v1_dot_nodes__pb2.CheckHealthRequest.FromString,
                     response_serializer=aegis_dot_v1_dot_nodes__pb2.Health.SerializeToString,
+            ),
+            'ListClusterEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClusterEvents,
+                    request_deserializer=aegis_dot_v1_dot_nodes__pb2.ListClusterEventsRequest.FromString,
+                    response_serializer=aegis_dot_v1_dot_nodes__pb2.ListClusterEventsResponse.SerializeToString,
+            ),
+            'WatchClusterEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchClusterEvents,
+                    request_deserializer=aegis_dot_v1_dot_nodes__pb2.WatchClusterEventsRequest.FromString,
+                    response_serializer=aegis_dot_v1_dot_nodes__pb2.WatchClusterEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -463,6 +498,60 @@ class ClusterService:
             '/aegis.v1.ClusterService/CheckHealth',
             aegis_dot_v1_dot_nodes__pb2.CheckHealthRequest.SerializeToString,
             aegis_dot_v1_dot_nodes__pb2.Health.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClusterEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aegis.v1.ClusterService/ListClusterEvents',
+            aegis_dot_v1_dot_nodes__pb2.ListClusterEventsRequest.SerializeToString,
+            aegis_dot_v1_dot_nodes__pb2.ListClusterEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchClusterEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aegis.v1.ClusterService/WatchClusterEvents',
+            aegis_dot_v1_dot_nodes__pb2.WatchClusterEventsRequest.SerializeToString,
+            aegis_dot_v1_dot_nodes__pb2.WatchClusterEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

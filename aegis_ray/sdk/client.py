@@ -18,8 +18,10 @@ from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel
 
+from aegis_ray.contract.cluster import ClusterEvent, ClusterWatchItem
 from aegis_ray.contract.executions import Execution, LogLine, WatchItem
-from aegis_ray.sdk import discovery
+from aegis_ray.sdk import contexts, discovery
+from aegis_ray.sdk.contexts import Context
 from aegis_ray.sdk.operations import Item, Manifest, Operations
 from aegis_ray.sdk.transport import AsyncTransport, Request, Transport
 from aegis_ray.settings import Settings
@@ -27,6 +29,8 @@ from aegis_ray.settings import Settings
 T = TypeVar("T", bound=BaseModel)
 Api = Literal["rest", "grpc"]
 WAIT_POLL_S = 0.5
+DEFAULT_TIMEOUT_S = 30.0
+Stream = Request[WatchItem] | Request[ClusterWatchItem]
 
 
 class _Client(Operations):
@@ -59,20 +63,25 @@ class Client(_Client):
         return cls(GrpcTransport(address, token, timeout=timeout))
 
     @classmethod
-    def from_env(cls, api: Api | None = None, *, timeout: float = 30.0) -> Self:
-        """The client the `aegis` CLI would use here (see sdk/discovery.py)."""
+    def from_env(
+        cls, api: Api | None = None, *, timeout: float | None = None, context: str | None = None
+    ) -> Self:
+        """The client the `aegis` CLI would use here (see sdk/discovery.py); `context` names
+        one of the client config file's contexts (default: AEGIS_CONTEXT, then its current)."""
         settings = Settings()
-        token = discovery.token(settings)
-        if (api or _api_from_env()) == "grpc":
-            return cls.grpc(discovery.grpc_address(settings), token, timeout=timeout)
-        return cls.rest(discovery.api_url(settings), token, timeout=timeout)
+        ctx = _chosen(context)
+        token = discovery.token(settings, ctx)
+        timeout = timeout or (ctx and ctx.timeout) or DEFAULT_TIMEOUT_S
+        if (api or _api_from_env(ctx)) == "grpc":
+            return cls.grpc(discovery.grpc_address(settings, ctx), token, timeout=timeout)
+        return cls.rest(discovery.api_url(settings, ctx), token, timeout=timeout)
 
     def send(self, request: Request[T]) -> T:
         """Send one request; its reply body as the request's model."""
         return request.result.model_validate(self.transport.call(request.op, request.args))
 
-    def items(self, request: Request[WatchItem]) -> Iterator[Item]:
-        """The items of a stream (watch), as they come."""
+    def items(self, request: Stream) -> Iterator[Item | ClusterEvent]:
+        """The items of a stream (watch, the cluster feed), as they come."""
         for raw in self.transport.stream(request.op, request.args):
             yield request.result.model_validate(raw).item
 
@@ -113,16 +122,19 @@ class AsyncClient(_Client):
     transport: AsyncTransport
 
     @classmethod
-    def from_env(cls, *, timeout: float = 30.0) -> Self:
+    def from_env(cls, *, timeout: float | None = None, context: str | None = None) -> Self:
         """The REST API the `aegis` CLI would use here (see sdk/discovery.py)."""
         settings = Settings()
-        return cls.rest(discovery.api_url(settings), discovery.token(settings), timeout=timeout)
+        ctx = _chosen(context)
+        timeout = timeout or (ctx and ctx.timeout) or DEFAULT_TIMEOUT_S
+        token = discovery.token(settings, ctx)
+        return cls.rest(discovery.api_url(settings, ctx), token, timeout=timeout)
 
     async def send(self, request: Request[T]) -> T:
         body = await self.transport.call(request.op, request.args)
         return request.result.model_validate(body)
 
-    async def items(self, request: Request[WatchItem]) -> AsyncIterator[Item]:
+    async def items(self, request: Stream) -> AsyncIterator[Item | ClusterEvent]:
         async for raw in self.transport.stream(request.op, request.args):
             yield request.result.model_validate(raw).item
 
@@ -155,8 +167,13 @@ class AsyncClient(_Client):
         await self.aclose()
 
 
-def _api_from_env() -> Api:
-    api = os.environ.get("AEGIS_API", "rest")
+def _chosen(context: str | None) -> Context | None:
+    named = contexts.active(context)
+    return named[1] if named else None
+
+
+def _api_from_env(context: Context | None = None) -> Api:
+    api = os.environ.get("AEGIS_API") or (context and context.api) or "rest"
     if api not in ("rest", "grpc"):
         raise ValueError(f"AEGIS_API={api!r}: accepted are rest, grpc")
     return "grpc" if api == "grpc" else "rest"

@@ -92,7 +92,8 @@ RPCS: dict[Op, tuple[str, str, Callable[[dict[str, Any]], Message]]] = {
                 lambda a: ex.SubmitExecutionRequest(**_manifest(a))),
     Op.plan: ("executions", "PlanExecution", lambda a: ex.PlanExecutionRequest(**_manifest(a))),
     Op.list: ("executions", "ListExecutions", lambda a: ex.ListExecutionsRequest(
-        states=a["states"] or [], name=a["name"], limit=a["limit"], before=a["before"])),
+        states=a["states"] or [], name=a["name"], limit=a["limit"], before=a["before"],
+        labels=a.get("labels") or [])),
     Op.get: ("executions", "GetExecution", lambda a: ex.GetExecutionRequest(**_id(a))),
     Op.events: ("executions", "ListExecutionEvents",
                 lambda a: ex.ListExecutionEventsRequest(**_id(a), after=a["after"])),
@@ -109,6 +110,10 @@ RPCS: dict[Op, tuple[str, str, Callable[[dict[str, Any]], Message]]] = {
     Op.cluster_status: ("cluster", "GetClusterStatus", lambda a: nd.GetClusterStatusRequest()),
     Op.create_token: ("cluster", "CreateToken", lambda a: nd.CreateTokenRequest(
         **{k: a[k] for k in ("role", "ttl_s", "description")})),
+    Op.cluster_events: ("cluster", "ListClusterEvents", lambda a: nd.ListClusterEventsRequest(
+        after=a["after"], limit=a["limit"])),
+    Op.watch_cluster: ("cluster", "WatchClusterEvents",
+                       lambda a: nd.WatchClusterEventsRequest(after=a["after"])),
 }  # fmt: skip
 # Replies whose message holds fields the REST body of that operation does not.
 FIXUPS: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {

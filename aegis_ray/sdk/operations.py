@@ -90,6 +90,29 @@ class watch_operation(_Method[P, executions.WatchItem]):  # noqa: N801 - used as
         return self if client is None else self.bind(client)
 
 
+class feed_operation(_Method[P, cluster.ClusterWatchItem]):  # noqa: N801 - used as a decorator
+    """The cluster feed's stream: an iterator (`Client`) or async iterator (`AsyncClient`) of
+    its events; it does not end by itself."""
+
+    via = "items"
+
+    @overload
+    def __get__(
+        self, client: Client, owner: type
+    ) -> Callable[P, Iterator[cluster.ClusterEvent]]: ...
+
+    @overload
+    def __get__(
+        self, client: AsyncClient, owner: type
+    ) -> Callable[P, AsyncIterator[cluster.ClusterEvent]]: ...
+
+    @overload
+    def __get__(self, client: None, owner: type) -> feed_operation[P]: ...
+
+    def __get__(self, client: Any, owner: type) -> Any:
+        return self if client is None else self.bind(client)
+
+
 def manifest_text(manifest: Manifest, source: str | None) -> tuple[str, str, str]:
     """Text, source name and media type of a manifest given as a path, text or dict.
 
@@ -133,9 +156,12 @@ class Operations:
         name: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        labels: builtins.list[str] | None = None,
     ) -> Request[executions.ExecutionPage]:
-        """A page of executions, newest first (`before`: the previous page's next_before)."""
+        """A page of executions, newest first (`before`: the previous page's next_before;
+        `labels`: "key=value" each, all held by the manifest's metadata.labels)."""
         args = {"states": states, "name": name, "limit": limit, "before": before}
+        args["labels"] = labels
         return Request(Op.list, executions.ExecutionPage, args)
 
     @operation
@@ -201,6 +227,20 @@ class Operations:
     @operation
     def cluster_status() -> Request[cluster.ClusterStatus]:
         return Request(Op.cluster_status, cluster.ClusterStatus)
+
+    @operation
+    def cluster_events(
+        *, after: int | None = None, limit: int = 100
+    ) -> Request[cluster.ClusterEventPage]:
+        """The cluster feed: node joins, losses and drains, and execution state changes, after
+        the event id `after` or (None) the latest `limit`; non-admins see their own only."""
+        args = {"after": after, "limit": limit}
+        return Request(Op.cluster_events, cluster.ClusterEventPage, args)
+
+    @feed_operation
+    def watch_cluster(*, after: int | None = None) -> Request[cluster.ClusterWatchItem]:
+        """The cluster feed as it grows, after the event id `after` (None: from now on)."""
+        return Request(Op.watch_cluster, cluster.ClusterWatchItem, {"after": after})
 
     @operation
     def create_token(

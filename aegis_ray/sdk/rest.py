@@ -35,7 +35,7 @@ def route(op: Op, a: dict[str, Any]) -> Route:
             return "POST", "/v1/executions" if op is Op.submit else "/v1/plan", kw
         case Op.list:
             params = {"limit": a["limit"], "state": a["states"], "name": a["name"]}
-            params["before"] = a["before"]
+            params |= {"before": a["before"], "label": a.get("labels")}
             return "GET", "/v1/executions", {"params": _present(params)}
         case Op.get:
             return "GET", execution, {}
@@ -58,6 +58,12 @@ def route(op: Op, a: dict[str, Any]) -> Route:
             return "POST", f"{node}/{op.value}", {}
         case Op.cluster_status:
             return "GET", "/v1/cluster/status", {}
+        case Op.cluster_events:
+            params = _present({"after": a["after"], "limit": a["limit"]})
+            return "GET", "/v1/events", {"params": params}
+        case Op.watch_cluster:
+            params = _present({"after": a["after"], "follow": "true"})
+            return "GET", "/v1/events", {"params": params, "timeout": None}
         case Op.create_token:
             body = {k: a[k] for k in ("role", "ttl_s", "description")}
             return "POST", "/v1/tokens", {"json": body}

@@ -36,6 +36,8 @@ class Op(StrEnum):
     heartbeat = "heartbeat"
     cluster_status = "cluster_status"
     create_token = "create_token"
+    cluster_events = "cluster_events"
+    watch_cluster = "watch_cluster"
 
 
 @dataclass(frozen=True)

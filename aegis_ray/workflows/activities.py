@@ -22,8 +22,11 @@ from typing import Any
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.util.placement_group import PlacementGroup
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
+from aegis_ray.adapters import metrics
 from aegis_ray.adapters.docker.container import LaunchError
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
@@ -39,7 +42,7 @@ from aegis_ray.core.models.execution import (
     can_transition,
 )
 from aegis_ray.core.models.loading import parse_agent
-from aegis_ray.core.naming import placement_group_name
+from aegis_ray.core.naming import PLACED_SIGNAL, placement_group_name
 from aegis_ray.core.placement.demand import Demand, bundle_of, demand_of
 from aegis_ray.core.placement.fit import plan
 from aegis_ray.node_agent.actor import ensure_node_agent
@@ -107,9 +110,13 @@ class Superseded(Exception):
 
 
 class ExecutionActivities:
-    def __init__(self, store: ExecutionStore, nodes: NodeStore) -> None:
+    def __init__(
+        self, store: ExecutionStore, nodes: NodeStore, temporal: Client | None = None
+    ) -> None:
         self.store = store
         self.nodes = nodes
+        # To tell the workflow where its attempt was placed (Temporal UI: search by node).
+        self.temporal = temporal
         # Node agent handles by node: looking one up is a round trip to Ray's GCS.
         self._agents: dict[str, Any] = {}
 
@@ -208,6 +215,7 @@ class ExecutionActivities:
             await asyncio.to_thread(groups.remove, pg)
             raise
         assert pg is not None
+        metrics.PLACEMENT_WAIT.observe(time.monotonic() - started)
         ray_node_id = await asyncio.to_thread(groups.bundle_node, pg)
         node_id = _aegis_node_id(view, ray_node_id)
         moved = await self.store.transition(
@@ -224,7 +232,19 @@ class ExecutionActivities:
         await self.store.start_attempt(
             eid, attempt, node_id=node_id, ray_node_id=ray_node_id, placement_group=name
         )
+        await self._announce(node_id)
         return Placed(pg, name, ray_node_id, node_id, view.implicit_head)
+
+    async def _announce(self, node_id: str) -> None:
+        """Signal the workflow the attempt's node; the UI's view only, so a failure is logged."""
+        if self.temporal is None:
+            return
+        info = activity.info()
+        handle = self.temporal.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        try:
+            await handle.signal(PLACED_SIGNAL, node_id)
+        except RPCError as err:
+            log.warning("could not tell workflow %s its node: %s", info.workflow_id, err)
 
     async def _placed_before(self, rec: ExecutionRecord) -> Placed | None:
         records = await self.store.attempts(rec.id)
@@ -283,6 +303,7 @@ class ExecutionActivities:
             )
             if moved is None:  # cancelled meanwhile
                 raise Superseded()
+            _count_running(moved)
         return await self._follow(eid, attempt, placed, manifest)
 
     async def _follow(
@@ -308,9 +329,10 @@ class ExecutionActivities:
     async def _store_lines(self, eid: str, attempt: int, batch: Batch, cursor: int) -> int:
         if not batch.lines:
             return cursor
-        await self.store.append_logs(
+        stored = await self.store.append_logs(
             eid, attempt, [(ln.seq, ln.ts, ln.stream, ln.text) for ln in batch.lines]
         )
+        metrics.LOG_LINES_STORED.inc(stored)
         return batch.lines[-1].seq
 
     async def _stop_and_drain(self, eid: str, attempt: int, placed: Placed) -> None:
@@ -418,6 +440,7 @@ class ExecutionActivities:
         )
         if moved is not None:
             await self.store.end_attempt(eid, moved.attempt, outcome=state.value, reason=reason)
+            count_finished(moved)
 
     @activity.defn(name="abort")
     async def abort(self, a: Abort) -> None:
@@ -456,6 +479,17 @@ def _may_take(method: str, args: tuple[Any, ...]) -> float | None:
     if method == "start":
         return None  # an image pull has its own deadline in the agent
     return STOP_GRACE_S
+
+
+def _count_running(rec: ExecutionRecord) -> None:
+    metrics.STARTED.inc(tenant=rec.tenant_id)
+    if rec.started_at is not None:
+        metrics.SUBMIT_TO_RUNNING.observe((rec.started_at - rec.created_at).total_seconds())
+
+
+def count_finished(rec: ExecutionRecord) -> None:
+    """Count an execution that has just ended (the compare-and-set that ended it won)."""
+    metrics.FINISHED.inc(state=rec.state.value, tenant=rec.tenant_id)
 
 
 def _ended(batch: Batch, timeout_s: float) -> Ended:

@@ -11,12 +11,12 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from aegis_ray.core.models.execution import ExecutionState
-    from aegis_ray.core.naming import WORKFLOW_NAME
+    from aegis_ray.core.naming import PLACED_SIGNAL, SEARCH_AGENT, SEARCH_NODE, WORKFLOW_NAME
     from aegis_ray.workflows.activities import HEARTBEAT, ExecutionActivities
     from aegis_ray.workflows.messages import PLACEMENT_DEADLINE_S, Abort, AttemptInput
 
@@ -34,8 +34,22 @@ ABORT_TIMEOUT = timedelta(seconds=60)
 ABORT_RETRIES = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=20)
 
 
+AGENT_KEY = SearchAttributeKey.for_keyword(SEARCH_AGENT)
+NODE_KEY = SearchAttributeKey.for_keyword(SEARCH_NODE)
+
+
 @workflow.defn(name=WORKFLOW_NAME)
 class ExecutionWorkflow:
+    @workflow.signal(name=PLACED_SIGNAL)
+    def placed(self, node_id: str) -> None:
+        """The running attempt was placed on `node_id` (sent by its activity): the Temporal UI
+        then finds the workflow by node and shows where it runs."""
+        workflow.set_current_details(f"running on node {node_id}")
+        # Set at start only where the server has aegis's attributes; upserting one it does
+        # not have would fail the workflow task.
+        if workflow.info().typed_search_attributes.get(AGENT_KEY) is not None:
+            workflow.upsert_search_attributes([NODE_KEY.value_set(node_id)])
+
     @workflow.run
     async def run(self, execution_id: str) -> str:
         try:

@@ -4,6 +4,8 @@
   current Ray node id); a node Ray declares dead shows as down, later gone (see registry.py).
 - Node agents: every live executor node has its agent actor (created if missing: a node that
   joined, or whose agent Ray could not bring back).
+- Node events: a node whose status changed since the last round (joined, lost, back, drained,
+  gone) gets one row in the cluster feed, however many orchestrators see it.
 - Orphaned executions: a row that is not finished but whose workflow no longer runs (it was
   terminated, or Temporal lost it) is ended FAILED, so that no execution stays RUNNING forever.
   Lost nodes and actors are the workflow's own business: it retries or fails the attempt.
@@ -13,17 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from aegis_ray.adapters import metrics
+from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.ray import placement as groups
+from aegis_ray.adapters.ray.cluster_state import live_cluster
 from aegis_ray.core.models.execution import ACTIVE_STATES, ExecutionState
-from aegis_ray.core.models.node import EXECUTING_ROLES, NodeType, role_of
+from aegis_ray.core.models.node import EXECUTING_ROLES, NodeStatus, NodeType, role_of
 from aegis_ray.core.naming import (
     LABEL_NODE_ID,
     LABEL_REGION,
@@ -34,6 +40,7 @@ from aegis_ray.core.naming import (
 )
 from aegis_ray.node_agent.actor import ensure_node_agent
 from aegis_ray.settings import Settings
+from aegis_ray.workflows.activities import count_finished
 
 log = logging.getLogger(__name__)
 HEARTBEAT_EVERY_S = 5.0
@@ -43,10 +50,17 @@ ORPHAN_GRACE = timedelta(seconds=Settings().orphan_grace_s)
 
 
 class Reconciler:
-    def __init__(self, executions: ExecutionStore, nodes: NodeStore, temporal: Client) -> None:
+    def __init__(
+        self,
+        executions: ExecutionStore,
+        nodes: NodeStore,
+        temporal: Client,
+        events: ClusterEventStore,
+    ) -> None:
         self.executions = executions
         self.nodes = nodes
         self.temporal = temporal
+        self.events = events
         self.orphan_every = ORPHAN_CHECK_EVERY if ORPHAN_GRACE.total_seconds() >= 30 else 1
 
     async def run_forever(self) -> None:
@@ -54,6 +68,8 @@ class Reconciler:
         while True:
             try:
                 await self.heartbeats()
+                await self.observe_nodes()
+                await self.measure()
                 if rounds % self.orphan_every == 0:
                     await self.orphans()
             except Exception:  # a bad round must not end the loop; the next one retries
@@ -88,6 +104,26 @@ class Reconciler:
             beats += 1
         return beats
 
+    async def observe_nodes(self) -> int:
+        """Record each registered node's status change in the cluster feed; how many changed."""
+        view = await live_cluster(self.nodes)
+        statuses = [n.status.value for n in view.nodes]
+        metrics.set_all(metrics.NODES, Counter(statuses), [s.value for s in NodeStatus], "status")
+        registered = {r.id for r in await self.nodes.list()}
+        changed = 0
+        for node in view.nodes:
+            if node.node_id in registered:
+                changed += await self.events.node_observed(node.node_id, node.status.value)
+        return changed
+
+    async def measure(self) -> None:
+        """The gauges of executions by state and of pending ones by why they wait."""
+        by_state, pending = await self.executions.gauge_counts()
+        metrics.set_all(metrics.EXECUTIONS, by_state, [s.value for s in ExecutionState], "state")
+        reasons = Counter(metrics.pending_reason(r) for r in pending)
+        known = ["placing", "capacity", "no_fit", "retrying", "other"]
+        metrics.set_all(metrics.PENDING, reasons, known, "reason")
+
     async def orphans(self) -> int:
         repaired = 0
         cutoff = datetime.now(UTC) - ORPHAN_GRACE
@@ -105,6 +141,7 @@ class Reconciler:
             )
             if moved is not None:
                 repaired += 1
+                count_finished(moved)
                 # Removing the attempt's placement group makes the node agent remove the
                 # container.
                 name = placement_group_name(str(rec.id), rec.attempt)
@@ -118,4 +155,3 @@ class Reconciler:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
-

@@ -10,6 +10,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.workflows.activities import ExecutionActivities
@@ -36,7 +37,7 @@ class RunningWorker:
 
 async def start_worker(pool: asyncpg.Pool, client: Client, *, task_queue: str) -> RunningWorker:
     """Run the worker and the reconciler as tasks of the running loop."""
-    activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool))
+    activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool), client)
     worker = Worker(
         client,
         task_queue=task_queue,
@@ -48,7 +49,7 @@ async def start_worker(pool: asyncpg.Pool, client: Client, *, task_queue: str) -
         default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
     loop = asyncio.get_running_loop()
-    reconciler = Reconciler(ExecutionStore(pool), NodeStore(pool), client)
+    reconciler = Reconciler(ExecutionStore(pool), NodeStore(pool), client, ClusterEventStore(pool))
     return RunningWorker(
         worker=loop.create_task(worker.run()), reconciler=loop.create_task(reconciler.run_forever())
     )

@@ -31,9 +31,9 @@ class Stack:
     token: str
 
     def aegis(
-        self, *args: str, timeout: float = 180, check: bool = False
+        self, *args: str, timeout: float = 180, check: bool = False, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real `aegis` CLI against this stack."""
+        """Run the real `aegis` CLI against this stack (`input`: its standard input)."""
         done = subprocess.run(
             [*AEGIS, *args],
             env=self.env,
@@ -41,6 +41,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            input=input,
         )
         if check and done.returncode != 0:
             raise AssertionError(

@@ -167,3 +167,47 @@ def test_an_activity_that_gives_up_fails_the_execution_with_an_internal_error(
         ATTEMPT,
         ("abort", Abort(EID, S.FAILED, "internal error: execution exec-0001 not found")),
     ]
+
+
+async def _placed_on_n1(with_attributes: bool, address: str) -> tuple[str, Any]:
+    """A run whose attempt tells the workflow its node, started with (as the API does where
+    the server has them) or without aegis's search attributes."""
+    from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+    from aegis_ray.core.naming import PLACED_SIGNAL, SEARCH_AGENT, SEARCH_NODE
+
+    client = await Client.connect(address)
+    wid = f"wf-{uuid4()}"
+
+    async def script(n: int) -> AttemptResult:
+        await client.get_workflow_handle(wid).signal(PLACED_SIGNAL, "n1")
+        await asyncio.sleep(0.5)  # the signal's workflow task runs before the result's
+        return AttemptResult(EID, n, S.SUCCEEDED)
+
+    stubs = Stubs(script)
+    queue = f"test-{uuid4()}"
+    agent = SearchAttributeKey.for_keyword(SEARCH_AGENT)
+    attributes = TypedSearchAttributes([SearchAttributePair(agent, "hello-agent")])
+    async with Worker(
+        client, task_queue=queue, workflows=[ExecutionWorkflow], activities=stubs.activities()
+    ):
+        handle = await client.start_workflow(
+            ExecutionWorkflow.run,
+            EID,
+            id=wid,
+            task_queue=queue,
+            search_attributes=attributes if with_attributes else TypedSearchAttributes.empty,
+        )
+        result = await asyncio.wait_for(handle.result(), WAIT_S)
+    described = await handle.describe()
+    node = described.typed_search_attributes.get(SearchAttributeKey.for_keyword(SEARCH_NODE))
+    return result, node
+
+
+def test_placed_signal_records_the_node_as_a_search_attribute(temporal: str) -> None:
+    result, node = asyncio.run(_placed_on_n1(True, temporal))
+    assert result == S.SUCCEEDED and node == "n1"
+    # Without aegis's attributes at start the workflow upserts none (it would fail its task
+    # on a server that lacks them) and still ends.
+    result, node = asyncio.run(_placed_on_n1(False, temporal))
+    assert result == S.SUCCEEDED and node is None

@@ -1,8 +1,10 @@
-"""Wake watchers when an execution gets new events or log lines (PostgreSQL LISTEN/NOTIFY).
+"""Wake watchers when an execution gets new events or log lines, or the cluster feed a new
+event (PostgreSQL LISTEN/NOTIFY).
 
 One listening connection per process, opened on first use, fans notifications out to the
-waiters of each execution (migration 0002's triggers send them). A waiter also wakes after its
-timeout, so a notification lost to a reconnect costs at most that long.
+waiters of each execution (migration 0002's triggers send them) and of the cluster feed
+(migration 0010's). A waiter also wakes after its timeout, so a notification lost to a
+reconnect costs at most that long.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 CHANNEL = "aegis_execution"
+CLUSTER_CHANNEL = "aegis_cluster"
+# The waiters' key of the cluster feed (never an execution id).
+CLUSTER = "*cluster"
 
 
 class ChangeFeed:
@@ -29,6 +34,10 @@ class ChangeFeed:
     def subscribe(self, execution_id: uuid.UUID | str) -> Subscription:
         """Changes of one execution from now on; close it when done (or use `with`)."""
         return Subscription(self, str(execution_id))
+
+    def subscribe_cluster(self) -> Subscription:
+        """New events of the cluster feed from now on."""
+        return Subscription(self, CLUSTER)
 
     def _add(self, key: str, event: asyncio.Event) -> None:
         self._waiters.setdefault(key, set()).add(event)
@@ -47,6 +56,7 @@ class ChangeFeed:
             try:
                 conn = await self.pool.acquire()
                 await conn.add_listener(CHANNEL, self._on_notify)
+                await conn.add_listener(CLUSTER_CHANNEL, self._on_notify)
                 conn.add_termination_listener(self._on_lost)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
                 log.warning("cannot listen for execution changes: %s", err)
@@ -54,8 +64,9 @@ class ChangeFeed:
             self._conn = conn
             return True
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        for event in self._waiters.get(payload, ()):
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        key = CLUSTER if channel == CLUSTER_CHANNEL else payload
+        for event in self._waiters.get(key, ()):
             event.set()
 
     def _on_lost(self, conn: Any) -> None:

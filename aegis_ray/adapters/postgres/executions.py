@@ -8,6 +8,7 @@ terminal row never changes again.
 from __future__ import annotations
 
 import builtins
+import json
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -141,6 +142,7 @@ class ExecutionStore:
         limit: int = 50,
         before: datetime | None = None,
         before_id: uuid.UUID | None = None,
+        labels: dict[str, str] | None = None,
     ) -> builtins.list[ExecutionRecord]:
         """A tenant's executions, newest first.
 
@@ -149,7 +151,7 @@ class ExecutionStore:
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        where, args = self._filter(tenant_id, states, name)
+        where, args = self._filter(tenant_id, states, name, labels)
         if before is not None and before_id is not None:
             args += [before, before_id]
             where += f" AND (created_at, id) < (${len(args) - 1}, ${len(args)})"
@@ -173,7 +175,10 @@ class ExecutionStore:
 
     @staticmethod
     def _filter(
-        tenant_id: str, states: Iterable[str] | None, name: str | None
+        tenant_id: str,
+        states: Iterable[str] | None,
+        name: str | None,
+        labels: dict[str, str] | None = None,
     ) -> tuple[str, builtins.list[Any]]:
         where = "tenant_id = $1"
         args: builtins.list[Any] = [tenant_id]
@@ -183,7 +188,22 @@ class ExecutionStore:
         if name is not None:
             args.append(name)
             where += f" AND name = ${len(args)}"
+        if labels:
+            # The manifest's metadata.labels hold every pair asked for.
+            args.append(json.dumps(labels))
+            where += f" AND manifest->'metadata'->'labels' @> (${len(args)}::text)::jsonb"
         return where, args
+
+    async def with_prefix(self, prefix: str, *, tenant_id: str | None) -> builtins.list[uuid.UUID]:
+        """Ids of the tenant's executions that start with `prefix` (at most 5, to name a few
+        when it is ambiguous)."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM executions WHERE id::text LIKE $1 || '%'"
+            " AND ($2::text IS NULL OR tenant_id = $2) ORDER BY created_at DESC LIMIT 5",
+            prefix.lower(),
+            tenant_id,
+        )
+        return [r["id"] for r in rows]
 
     async def non_terminal(self) -> builtins.list[ExecutionRecord]:
         """Every execution not yet finished, oldest first (for reconcilers)."""
@@ -193,6 +213,14 @@ class ExecutionStore:
             _TERMINAL,
         )
         return [ExecutionRecord.from_row(r) for r in rows]
+
+    async def gauge_counts(self) -> tuple[dict[str, int], builtins.list[str | None]]:
+        """Executions per state, and the reasons of the pending ones (for the gauges)."""
+        rows = await self.pool.fetch("SELECT state, count(*) AS n FROM executions GROUP BY state")
+        pending = await self.pool.fetch(
+            "SELECT reason FROM executions WHERE state = $1", ExecutionState.PENDING.value
+        )
+        return {r["state"]: r["n"] for r in rows}, [r["reason"] for r in pending]
 
     async def placed_per_node(self) -> dict[str, int]:
         """How many unfinished executions each node holds (scheduled, starting or running)."""

@@ -126,3 +126,19 @@ class TokenRecord(_Record):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterEventRecord(_Record):
+    """A row of the cluster feed: a node's status change or an execution's state change."""
+
+    id: int
+    ts: datetime
+    kind: str
+    tenant_id: str | None
+    node_id: str | None
+    execution_id: uuid.UUID | None
+    name: str | None
+    from_state: str | None
+    to_state: str | None
+    message: str

@@ -103,8 +103,10 @@ def start_head(
     dashboard_port: int,
     log_path: Path,
     extra_args: Sequence[str] = (),
+    monitor: bool = True,
 ) -> tuple[str, int]:
-    """`ray start --head` with the node's resources and labels.
+    """`ray start --head` with the node's resources and labels; `monitor` False leaves out the
+    autoscaler's monitor (unless the cluster launcher autoscales).
 
     Returns the GCS address and the id of the new Unix session that every process of this Ray
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
@@ -117,8 +119,9 @@ def start_head(
             f"--port={port}",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard_port}",
-            # The autoscaler's monitor (~50 MiB) only matters under the cluster launcher.
-            *([] if autoscaled else ["--no-monitor"]),
+            # The autoscaler's monitor (~50 MiB) scales under the cluster launcher, and is
+            # where `ray status` gets the cluster's state from.
+            *([] if autoscaled or monitor else ["--no-monitor"]),
             *args.cli_args(),
             *extra_args,  # e.g. the cluster launcher's --autoscaling-config
         ],
@@ -198,18 +201,39 @@ def stop_session(sid: int, *, grace_s: float = 10.0) -> int:
     return len(procs)
 
 
-def connect(address: str, auth: RayAuth) -> None:
-    """Attach this process to the cluster as a driver in the aegis namespace."""
+def connect(address: str, auth: RayAuth, *, purpose: str = "aegis driver") -> None:
+    """Attach this process to the cluster as a driver in the aegis namespace; `purpose` names
+    the driver's job in the Ray dashboard (e.g. "aegis up")."""
     auth.apply()  # before Ray reads its auth configuration
     import ray
     from ray._raylet import Config
+    from ray.job_config import JobConfig
 
     Config.initialize("")  # re-read RAY_AUTH_MODE should Ray have been imported already
     if not ray.is_initialized():
+        import aegis_ray
+
+        metadata = {
+            "job_name": purpose,
+            "aegis.version": aegis_ray.__version__,
+            "aegis.command": " ".join(["aegis", *sys.argv[1:]])[:200],
+        }
         ray.init(
             address=address,
             namespace=RAY_NAMESPACE,
             log_to_driver=False,
             logging_level="WARNING",
             configure_logging=False,
+            job_config=JobConfig(metadata=metadata),
         )
+
+
+def session_dir() -> str:
+    """The session directory of the cluster this driver is connected to (where Ray writes its
+    metrics service-discovery file); "" if unknown."""
+    try:
+        from ray._private import worker  # private: Ray is pinned in pyproject
+
+        return str(worker.global_worker.node.get_session_dir_path())
+    except Exception:  # not connected, or Ray moved it
+        return ""

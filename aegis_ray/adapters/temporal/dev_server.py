@@ -20,6 +20,7 @@ from aegis_ray.adapters.process import (
     spawn_detached,
     stop_pid,
 )
+from aegis_ray.core.naming import SEARCH_ATTRIBUTES
 
 HOST = "127.0.0.1"
 
@@ -90,6 +91,8 @@ class TemporalDevServer:
         ]  # fmt: skip
         if self.namespace != "default":  # "default" always exists
             cmd += ["--namespace", self.namespace]
+        for name in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", f"{name}=Keyword"]
         return cmd
 
     def start(self, *, timeout: float = 60.0) -> str:
@@ -108,6 +111,10 @@ class TemporalDevServer:
                 self.command(), log_path=self.log_path, pid_path=self.pid_path, cwd=self.data_dir
             )
         self.wait_ready(timeout=timeout)
+        # A database made before an attribute was added keeps its old set: add what is missing.
+        missing = ensure_search_attributes(self.address, self.namespace)
+        if missing:
+            raise RuntimeError(f"Temporal dev server at {self.address}: {missing}")
         return self.address
 
     def stop(self, *, timeout: float = 15.0) -> None:
@@ -151,3 +158,33 @@ class TemporalDevServer:
         except subprocess.TimeoutExpired:
             return False, "namespace describe timed out"
         return done.returncode == 0, (done.stderr or done.stdout).strip()[-500:]
+
+
+def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [temporal_cli(), *args, "--disable-config-env", "--disable-config-file"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def ensure_search_attributes(address: str, namespace: str) -> str:
+    """Register aegis's search attributes (Keyword) where missing; "" when all are there,
+    else why not (a server may refuse: then the API starts workflows without them)."""
+    listed = _cli(
+        "operator", "search-attribute", "list",
+        "--address", address, "--namespace", namespace, "--output", "json",
+    )  # fmt: skip
+    if listed.returncode != 0:
+        return f"cannot list search attributes: {listed.stderr.strip()[-300:]}"
+    missing = [name for name in SEARCH_ATTRIBUTES if f'"{name}"' not in listed.stdout]
+    for name in missing:
+        made = _cli(
+            "operator", "search-attribute", "create", "--name", name, "--type", "Keyword",
+            "--address", address, "--namespace", namespace,
+        )  # fmt: skip
+        if made.returncode != 0 and "already" not in made.stderr.lower():
+            return f"cannot register search attribute {name}: {made.stderr.strip()[-300:]}"
+    return ""
