@@ -240,6 +240,8 @@ class ExecutionActivities:
         if self.temporal is None:
             return
         info = activity.info()
+        if info.workflow_id is None:  # a standalone activity: no workflow to tell
+            return
         handle = self.temporal.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
         try:
             await handle.signal(PLACED_SIGNAL, node_id)
@@ -381,8 +383,10 @@ class ExecutionActivities:
         """
         while True:
             call = asyncio.ensure_future(getattr(agent, method).remote(*args))
+            may_take = _may_take(method, args)
+            silence = None if may_take is None else AGENT_SILENCE_S + may_take
             try:
-                return await _heartbeating(call, AGENT_SILENCE_S + _may_take(method, args))
+                return await _heartbeating(call, silence)
             except (ActorUnavailableError, RayActorError, TimeoutError) as err:
                 lost = await asyncio.to_thread(_lost, placed)
                 if lost is not None:

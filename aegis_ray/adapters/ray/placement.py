@@ -26,9 +26,10 @@ from aegis_ray.adapters.ray.cluster_state import ClusterView
 def find(name: str) -> PlacementGroup | None:
     """The live group of this name, if any."""
     try:
-        return get_placement_group(name)
+        found: PlacementGroup = get_placement_group(name)
     except ValueError:
         return None
+    return found
 
 
 def get_or_create(
@@ -42,13 +43,14 @@ def get_or_create(
     if selector is None and not view.implicit_head:
         return None
     # Detached and named: survives a restart of the worker that created it, and can be found.
-    return placement_group(
+    created: PlacementGroup = placement_group(
         [bundle],
         strategy="STRICT_PACK",
         name=name,
         lifetime="detached",
         bundle_label_selector=[selector] if selector else None,
     )
+    return created
 
 
 def ready_future(pg: PlacementGroup | None) -> asyncio.Future[Any] | None:
