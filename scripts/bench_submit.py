@@ -77,10 +77,10 @@ def main() -> None:
         ("submit->SUCCEEDED", o_done, b_done),
     ):
         for p in (50, 90):
-            a, b = pct(mine, p), pct(theirs, p)
+            us, them = pct(mine, p), pct(theirs, p)
             target = f"<= {TARGET}x" if p == 50 else ""
-            ok = "" if p != 50 else ("ok" if a / b <= TARGET else "MISSED")
-            rows.append([f"{name} p{p}", f"{a:.0f}", f"{b:.0f}", ratio(a, b), target, ok])
+            ok = "" if p != 50 else ("ok" if us / them <= TARGET else "MISSED")
+            rows.append([f"{name} p{p}", f"{us:.0f}", f"{them:.0f}", ratio(us, them), target, ok])
     print(
         f"hello agent, sequential, n={args.n} each (+1 warm-up), ours and bare alternating; "
         f"API {stack.api_url}"
