@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from docker.errors import NotFound
 
-from aegis_ray.adapters.docker.container import ContainerSpec, LaunchError, LogLine
+from aegis_ray.adapters.docker.container import LABEL_NODE, ContainerSpec, LaunchError, LogLine
 from aegis_ray.adapters.docker.logs import (
     LineAssembler,
     frames,
@@ -161,7 +161,8 @@ class NodeAgent:
 
     async def adopt(self) -> int:
         """Follow every aegis container the engine has (after a restart of the agent)."""
-        found = await self._call(self.runtime.managed)
+        # Only this node's: other nodes (or clusters) may share the engine (tests, benchmarks).
+        found = await self._call(self.runtime.managed, [f"{LABEL_NODE}={self.node_name}"])
         for managed in found:
             self._supervise(managed)
         return len(found)
@@ -170,6 +171,7 @@ class NodeAgent:
         """Start the attempt's container, or take over the one it already has; its id."""
         if spec.network_mode != "none":
             spec = dataclasses.replace(spec, network_mode=self.allowed_network)
+        spec = dataclasses.replace(spec, node_id=self.node_name)
         spec.validate()
         key = (spec.execution_id, spec.attempt)
         async with self._starting.setdefault(key, asyncio.Lock()):

@@ -119,6 +119,7 @@ class ExecutionActivities:
         self.temporal = temporal
         # Node agent handles by node: looking one up is a round trip to Ray's GCS.
         self._agents: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def _load(self, execution_id: str) -> tuple[ExecutionRecord, AgentManifest]:
         rec = await self.store.get(execution_id, tenant_id=None)
@@ -154,8 +155,10 @@ class ExecutionActivities:
         except Superseded:
             await self._teardown(eid, attempt, placed)
             return await self._as_is(eid, attempt)
+        # The end is recorded first: watchers learn it without waiting for the removal.
+        result = await self._end(rec, ended)
         await self._teardown(eid, attempt, placed)
-        return await self._end(rec, ended)
+        return result
 
     async def _as_is(self, eid: str, attempt: int) -> AttemptResult:
         now = await self.store.get(eid, tenant_id=None)
@@ -232,8 +235,14 @@ class ExecutionActivities:
         await self.store.start_attempt(
             eid, attempt, node_id=node_id, ray_node_id=ray_node_id, placement_group=name
         )
-        await self._announce(node_id)
+        # For the Temporal UI only: not worth delaying the launch for.
+        self._background(self._announce(node_id))
         return Placed(pg, name, ray_node_id, node_id, view.implicit_head)
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._tasks.discard)
 
     async def _announce(self, node_id: str) -> None:
         """Signal the workflow the attempt's node; the UI's view only, so a failure is logged."""

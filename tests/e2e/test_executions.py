@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -26,6 +27,13 @@ def wait_state(c: Client, eid: str, states: set[str], timeout: float = 90) -> di
         time.sleep(0.3)
         rec = c.get(eid).to_json()
     return rec
+
+
+def _environ(proc: Any) -> dict[str, str]:
+    try:
+        return dict(proc.environ())
+    except Exception:  # gone, or not ours to read
+        return {}
 
 
 def containers_of(eid: str) -> list:
@@ -315,9 +323,12 @@ def test_execution_survives_a_restart_of_the_control_plane_worker(stack: Stack) 
         stack, agent_yaml("outlives-worker", "echo begin; sleep 15; echo end", timeout="300s")
     )
     wait_state(c, rec["id"], {"RUNNING"})
+    # This stack's replica only: other stacks may run on the machine (their processes carry
+    # another AEGIS_HOME in their environment).
     workers = [
         p for p in psutil.process_iter(["cmdline"])
         if "ServeReplica:aegis:AegisAPI" in " ".join(p.info["cmdline"] or [])
+        and _environ(p).get("AEGIS_HOME") == str(stack.home)
     ]  # fmt: skip
     assert workers, "no AegisAPI replica (API + Temporal worker) found"
     for p in workers:

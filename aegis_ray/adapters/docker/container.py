@@ -16,7 +16,10 @@ LABEL_MANAGED = f"{LABEL_PREFIX}/managed"
 # What a node agent needs to take over a container after its own restart.
 LABEL_TIMEOUT = f"{LABEL_PREFIX}/timeout-s"
 LABEL_PLACEMENT_GROUP = f"{LABEL_PREFIX}/placement-group-id"
+# The aegis node whose agent started it: several nodes (or clusters) may share one engine.
+LABEL_NODE = f"{LABEL_PREFIX}/node-id"
 RESERVED_LABELS = (
+    LABEL_NODE,
     LABEL_EXECUTION_ID,
     LABEL_ATTEMPT,
     LABEL_MANAGED,
@@ -75,6 +78,8 @@ class ContainerSpec:
     timeout_s: float | None = None
     # The Ray placement group holding the attempt's resources: its removal ends the container.
     placement_group_id: str = ""
+    # The node whose agent runs it (set by the agent itself).
+    node_id: str = ""
 
     def problems(self) -> list[str]:
         """Every invalid field, each naming the field, the bad value and what is accepted."""
@@ -137,6 +142,7 @@ class ContainerSpec:
             LABEL_MANAGED: "true",
             LABEL_TIMEOUT: "" if self.timeout_s is None else repr(float(self.timeout_s)),
             LABEL_PLACEMENT_GROUP: self.placement_group_id,
+            LABEL_NODE: self.node_id,
         }
 
 
