@@ -98,14 +98,18 @@ def test_version_and_completion_are_there() -> None:
 def test_tables_fit_the_terminal_by_cutting_only_the_reason(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from datetime import UTC, datetime, timedelta
+
     monkeypatch.setattr(render, "console", Console(width=80, force_terminal=True))
+    # An age that does not grow with the clock ("30s"): the columns' widths stay the same.
+    created = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
     rec = {
         "id": "7a3f2feb-1111-4222-8333-444455556666",
         "name": "hello-agent",
         "state": "FAILED",
         "node_id": "worker-node-with-a-long-name",
         "exit_code": 3,
-        "created_at": "2026-11-30T00:00:00+00:00",
+        "created_at": created,
         "reason": "exit code 3 " + "and a very long explanation " * 5,
     }
     with render.console.capture() as out:
