@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -75,23 +76,27 @@ def _gpu_count(value: Any) -> Any:
     return value
 
 
-def _check_node_id(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", value):
-        raise ValueError(
-            f"{value!r} is not a node id (1-63 lowercase letters, digits, '-' or '.', "
-            "starting and ending with a letter or digit)"
-        )
-    return value
+def _name_check(pattern: str, what: str, allowed: str) -> Callable[[str], str]:
+    """A validator accepting 1-63 characters of `pattern`, naming `what` and `allowed` if not."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not {what} (1-63 {allowed}, starting and ending with a letter "
+                "or digit)"
+            )
+        return value
+
+    return check
 
 
-def _check_region(value: str) -> str:
-    # Region becomes a Ray label value: Kubernetes label syntax.
-    if not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?", value):
-        raise ValueError(
-            f"{value!r} is not a region (1-63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit)"
-        )
-    return value
+_check_node_id = _name_check(
+    r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", "a node id", "lowercase letters, digits, '-' or '.'"
+)
+# Region becomes a Ray label value: Kubernetes label syntax.
+_LABEL_VALUE = r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?"
+_check_region = _name_check(_LABEL_VALUE, "a region", "letters, digits, '-', '_' or '.'")
 
 
 def _check_http_url(value: str) -> str:
@@ -134,12 +139,12 @@ def _check_docker_network(value: str) -> str:
             f"{value!r} cannot carry agents' network: give 'bridge' or the name of a Docker "
             "network on this node"
         )
-    if not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?", value):
-        raise ValueError(
-            f"{value!r} is not a Docker network name (1-63 letters, digits, '_', '.' or '-', "
-            "starting and ending with a letter or digit)"
-        )
-    return value
+    return _check_network_name(value)
+
+
+_check_network_name = _name_check(
+    _LABEL_VALUE, "a Docker network name", "letters, digits, '_', '.' or '-'"
+)
 
 
 class NodeRuntime(StrictModel):
