@@ -58,8 +58,37 @@ class Settings(BaseSettings):
     register_wait_s: float = 300.0
     # How long an execution row may sit unchanged before the reconciler checks its workflow.
     orphan_grace_s: float = 60.0
+    # Trust (issue 12). A join token lives at most this long (the default is shorter); user
+    # tokens at most token_max_ttl_s; neither is eternal unless the admin asks explicitly.
+    join_token_max_ttl_s: float = Field(default=900.0, gt=0)
+    token_max_ttl_s: float = Field(default=365 * 86400.0, gt=0)
+    # Open watch/follow streams per token, per tenant and in all on one API replica (the total
+    # stays below the replica's 200 request slots), and a stream's lifetime (clients resume).
+    api_streams_per_token: int = Field(default=16, ge=1)
+    api_streams_per_tenant: int = Field(default=64, ge=1)
+    api_streams_total: int = Field(default=150, ge=1, le=190)
+    api_stream_max_s: float = Field(default=3600.0, gt=0)
+    # Submissions per token: a burst, then this many per second.
+    api_submit_per_s: float = Field(default=5.0, gt=0)
+    api_submit_burst: int = Field(default=20, ge=1)
+    # Request size limits, enforced by Serve's proxies before a body is read.
+    max_body_bytes: int = Field(default=(1 << 20) + (64 << 10), ge=1024)
+    grpc_max_message_bytes: int = Field(default=16 << 20, ge=1 << 20, le=(1 << 31) - 1)
     # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
     ray_args: str = ""
+
+    def api_limits(self) -> dict[str, float]:
+        """The control plane's limits (ControlPlaneConfig.limits, api/limits.py)."""
+        return {
+            "join_token_max_ttl_s": self.join_token_max_ttl_s,
+            "token_max_ttl_s": self.token_max_ttl_s,
+            "streams_per_token": self.api_streams_per_token,
+            "streams_per_tenant": self.api_streams_per_tenant,
+            "streams_total": self.api_streams_total,
+            "stream_max_s": self.api_stream_max_s,
+            "submit_per_s": self.api_submit_per_s,
+            "submit_burst": self.api_submit_burst,
+        }
 
     @property
     def api_base_url(self) -> str:

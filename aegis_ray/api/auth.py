@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# A revocation reaches every process's cache through PostgreSQL's notification at once; this
+# bounds how long a cached token is trusted if a notification were lost all the same.
 CACHE_TTL_S = 10.0
 
 
@@ -13,6 +15,10 @@ CACHE_TTL_S = 10.0
 class Caller:
     tenant_id: str
     role: str
+    # The token's id (limits count per token) and, for join tokens and node credentials, the
+    # node it is bound to.
+    token_id: str = ""
+    node_id: str | None = None
 
 
 class TokenCache:
@@ -26,6 +32,10 @@ class TokenCache:
         if hit and time.monotonic() - hit[0] < CACHE_TTL_S:
             return hit[1]
         return None
+
+    def clear(self) -> None:
+        """Forget every token (a token changed somewhere: PostgreSQL notified it)."""
+        self._seen.clear()
 
     def put(self, secret: str, caller: Caller) -> None:
         if len(self._seen) > 10_000:

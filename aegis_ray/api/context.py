@@ -7,7 +7,7 @@ Temporal is down keeps serving (503 for what needs them) and recovers on its own
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -37,6 +37,8 @@ class ControlPlaneConfig:
     # Handed to nodes that join with a valid join token, so that their raylet can authenticate.
     ray_auth_mode: str = "disabled"
     ray_token_path: str | None = None
+    # Issue 12's limits (api/limits.py Limits' fields; `aegis up`: Settings.api_limits).
+    limits: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ControlPlaneConfig:

@@ -21,12 +21,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aegis_ray import __version__
 from aegis_ray.adapters import metrics
+from aegis_ray.adapters.postgres.changes import feed_for
 from aegis_ray.adapters.postgres.records import ExecutionRecord
+from aegis_ray.adapters.postgres.tokens import JoinRefused
 from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
 from aegis_ray.api.auth import Caller, TokenCache
 from aegis_ray.api.context import Connections, TemporalUnavailable
 from aegis_ray.api.errors import ApiProblem, not_found
-from aegis_ray.contract.cluster import NodeIdentity, TokenRequest
+from aegis_ray.api.limits import Limits, RateLimit, StreamLimits
+from aegis_ray.contract.cluster import JoinSecretRequest, NodeIdentity, TokenRequest
 from aegis_ray.core.interleave import Interleaver
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
@@ -42,8 +45,13 @@ FOLLOW_FALLBACK_S = 5.0
 MAX_MANIFEST_BYTES = 1 << 20
 USERS = ("admin", "user")
 ADMINS = ("admin",)
-JOINERS = ("join",)
-NODES = ("join", "admin")
+# Registration: a join token (first time) or the node's own credential (again).
+JOINERS = ("join", "node")
+# Heartbeats: the node's own credential, or an admin.
+NODES = ("node", "admin")
+# Default lifetimes of new tokens (TokenRequest.ttl_s unset).
+JOIN_TOKEN_TTL_S = 600.0
+USER_TOKEN_TTL_S = 3600.0
 # An id prefix as people type it (`aegis get 7a3f2feb`): at least 4 characters of a UUID.
 ID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
 CLUSTER_EVENTS_MAX = 1000
@@ -80,6 +88,17 @@ def plan_body(result: PlanResult) -> dict[str, Any]:
             for node_id, reasons in result.reasons.items()
         ],
     }
+
+
+# What a non-admin sees of a node: what it needs to place its work, not where the node is nor
+# what other tenants run there.
+TENANT_NODE_FIELDS = ("node_id", "role", "status", "tags", "total", "free", "registered", "region")
+
+
+def for_caller(node: dict[str, Any], who: Caller) -> dict[str, Any]:
+    if who.role in ADMINS:
+        return node
+    return {k: node[k] for k in (*TENANT_NODE_FIELDS, "executions") if k in node}
 
 
 def node_dict(n: NodeFacts, record: Any = None) -> dict[str, Any]:
@@ -144,6 +163,9 @@ class ControlPlane:
         self.conns = conns
         self.tokens = tokens
         self.worker = worker
+        self.limits = Limits.from_config(conns.config.limits) if conns is not None else Limits()
+        self.streams = StreamLimits(self.limits)
+        self.submits = RateLimit(self.limits.submit_per_s, self.limits.submit_burst)
 
     # ------------------------------------------------------------ auth and health
 
@@ -151,13 +173,22 @@ class ControlPlane:
         """Who holds this bearer token; refuses unknown tokens and the wrong role."""
         if not secret:
             raise ApiProblem("unauthenticated", "missing bearer token")
-        who = self.tokens.get(secret)
+        # The cache is trusted only while this process hears of token changes (a revocation
+        # anywhere clears it at once).
+        listening = await feed_for(await self.conns.pool()).watch_tokens(self.tokens.clear)
+        who = self.tokens.get(secret) if listening else None
         if who is None:
             record = await (await self.conns.tokens()).verify(secret)
             if record is None:
                 raise ApiProblem("unauthenticated", "invalid, expired or revoked token")
-            who = Caller(tenant_id=record.tenant_id, role=record.role)
-            self.tokens.put(secret, who)
+            who = Caller(
+                tenant_id=record.tenant_id,
+                role=record.role,
+                token_id=str(record.id),
+                node_id=record.node_id,
+            )
+            if record.role != "join":  # single-use: always asked again
+                self.tokens.put(secret, who)
         if who.role not in roles:
             raise ApiProblem(
                 "forbidden",
@@ -188,6 +219,7 @@ class ControlPlane:
         return plan_body(plan(demand_of(manifest), view.nodes))
 
     async def submit(self, who: Caller, manifest: AgentManifest) -> dict[str, Any]:
+        self.submits.take(who.token_id, "too many submissions with this token")
         view = await self.live_view()
         result = plan(demand_of(manifest), view.nodes)
         if not result.feasible:
@@ -394,7 +426,14 @@ class ControlPlane:
                         return
                     await changes.wait(FOLLOW_FALLBACK_S)
 
-        return stream()
+        return self._bounded(who, stream())
+
+    def _bounded(
+        self, who: Caller, items: AsyncIterator[dict[str, Any]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A stream within the caller's stream limits and the streams' lifetime (429 now if
+        the caller has too many open)."""
+        return self.streams.bounded(items, who.token_id, who.tenant_id)
 
     async def cancel(self, who: Caller, execution_id: str) -> dict[str, Any]:
         rec = await self._record(who, execution_id)
@@ -448,53 +487,96 @@ class ControlPlane:
                         continue
                     await changes.wait(FOLLOW_FALLBACK_S)
 
-        return stream()
+        return self._bounded(who, stream())
 
     # ------------------------------------------------------------ nodes and tokens
 
-    async def list_nodes(self) -> dict[str, Any]:
+    async def list_nodes(self, who: Caller) -> dict[str, Any]:
+        """Every node; a non-admin sees what placing its work needs (TENANT_NODE_FIELDS) and
+        only its own tenant's executions."""
         view = await self.live_view()
         records = {r.id: r for r in await (await self.conns.nodes()).list()}
-        placed = await (await self.conns.executions()).placed_per_node()
+        placed = await (await self.conns.executions()).placed_per_node(
+            tenant_id=_tenant_scope(who)
+        )
         items = [
-            node_dict(n, records.get(n.node_id)) | {"executions": placed.get(n.node_id, 0)}
+            for_caller(
+                node_dict(n, records.get(n.node_id)) | {"executions": placed.get(n.node_id, 0)},
+                who,
+            )
             for n in view.nodes
         ]
         return {"items": items, "implicit_head": view.implicit_head}
 
-    async def get_node(self, node_id: str) -> dict[str, Any]:
+    async def get_node(self, who: Caller, node_id: str) -> dict[str, Any]:
         view = await self.live_view()
         record = await (await self.conns.nodes()).get(node_id)
         for n in view.nodes:
             if n.node_id == node_id:
-                return node_dict(n, record)
+                return for_caller(node_dict(n, record), who)
         raise not_found(f"node {node_id!r}")
 
-    async def register(self, who: Caller, identity: NodeIdentity) -> dict[str, Any]:
-        """A node joining: record its identity, hand it what its raylet needs to join Ray."""
+    async def register(self, who: Caller, secret: str, identity: NodeIdentity) -> dict[str, Any]:
+        """A node joining: record its identity, hand it what its raylet needs to join Ray.
+
+        With a join token (single-use, for this node id and type) the node is new, or has no
+        live credential any more: the token is spent and the node gets its own credential, in
+        one transaction. A node with a credential re-registers with it, and only itself.
+        """
         n = identity.node
         resources = n.resources.model_dump() if n.resources else {}
+        tokens = await self.conns.tokens()
         store = await self.conns.nodes()
-        existing = await store.get(n.id)
-        drained = existing is not None and existing.status == NodeStatus.DRAINING
-        status = NodeStatus.DRAINING if drained else NodeStatus.READY
-        record = await store.upsert(
-            {
-                "id": n.id,
-                "type": n.type.value,
-                "region": n.region,
-                "tags": list(n.tags),
-                "resources": resources,
-                "ray_node_id": identity.ray_node_id,
-                "address": identity.address,
-                "version": identity.version,
-                "status": status,
-                "labels": {"tenant": who.tenant_id},
-            }
-        )
-        return {"node": record.to_dict(), "ray": self._ray_join_info()}
+        credential: str | None = None
+        row: dict[str, Any] = {
+            "id": n.id,
+            "type": n.type.value,
+            "region": n.region,
+            "tags": list(n.tags),
+            "resources": resources,
+            "ray_node_id": identity.ray_node_id,
+            "address": identity.address,
+            "version": identity.version,
+        }
+        if who.role == "node" and who.node_id != n.id:
+            raise ApiProblem(
+                "forbidden", f"this is the credential of node {who.node_id!r}, not of {n.id!r}"
+            )
+        pool = await self.conns.pool()
+        async with pool.acquire() as conn, conn.transaction():
+            # One registration of a node id at a time, whatever token it comes with.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "node:" + n.id)
+            existing = await store.get(n.id, conn=conn)
+            if who.role == "join":
+                if await tokens.has_node_credential(conn, n.id):
+                    raise ApiProblem(
+                        "forbidden",
+                        f"node {n.id!r} is registered and has a credential: it re-registers with"
+                        " that (AEGIS_HOME/nodes/<id>/credential); an admin may revoke it"
+                        " (`aegis token revoke`) to let a join token register the node anew",
+                    )
+                try:
+                    token = await tokens.redeem_join(
+                        conn, secret, node_id=n.id, node_type=n.type.value
+                    )
+                except JoinRefused as err:
+                    raise ApiProblem("forbidden", str(err)) from None
+                credential = await tokens.issue_node_credential(
+                    conn, node_id=n.id, tenant_id=token.tenant_id
+                )
+                row["labels"] = {"tenant": token.tenant_id}
+            drained = existing is not None and existing.status == NodeStatus.DRAINING
+            row["status"] = NodeStatus.DRAINING if drained else NodeStatus.READY
+            record = await store.upsert(row, conn=conn)
+        out: dict[str, Any] = {
+            "node": record.to_dict(),
+            "ray": self._ray_join_info(with_token=not identity.has_ray_token),
+        }
+        if credential is not None:
+            out["credential"] = credential
+        return out
 
-    def _ray_join_info(self) -> dict[str, Any]:
+    def _ray_join_info(self, *, with_token: bool) -> dict[str, Any]:
         import ray
 
         config = self.conns.config
@@ -502,12 +584,17 @@ class ControlPlane:
             "address": ray.get_runtime_context().gcs_address,
             "auth_mode": config.ray_auth_mode,
         }
-        if config.ray_auth_mode == "token" and config.ray_token_path:
+        if with_token and config.ray_auth_mode == "token" and config.ray_token_path:
             info["token"] = Path(config.ray_token_path).read_text().strip()
         return info
 
-    async def heartbeat(self, node_id: str) -> dict[str, Any]:
-        """A node saying it is alive; answers with its registry row (status: draining...)."""
+    async def heartbeat(self, who: Caller, node_id: str) -> dict[str, Any]:
+        """A node saying it is alive (its own credential, or an admin); answers with its
+        registry row (status: draining...)."""
+        if who.role not in ADMINS and who.node_id != node_id:
+            raise ApiProblem(
+                "forbidden", f"only node {node_id!r} itself (its credential) may heartbeat for it"
+            )
         store = await self.conns.nodes()
         if not await store.heartbeat(node_id):
             raise not_found(f"registered node {node_id!r}")
@@ -543,9 +630,91 @@ class ControlPlane:
         }
 
     async def create_token(self, who: Caller, req: TokenRequest) -> dict[str, Any]:
-        """Issue a token: `join` for nodes joining the cluster, `user` for the execution API."""
+        """Issue a token: `join` for one node joining the cluster once, `user` for the
+        execution API. No token lives forever unless the admin asks (`eternal`, user only)."""
         tenant = req.tenant_id or who.tenant_id
-        secret = await (await self.conns.tokens()).create(
-            tenant_id=tenant, role=req.role, description=req.description, ttl_s=req.ttl_s
+        ttl: float | None = req.ttl_s
+        most = self.limits.join_token_max_ttl_s
+        if req.role == "join":
+            if req.eternal:
+                raise _invalid("eternal", req.eternal, "a join token always expires")
+            if not req.node_id:
+                raise _invalid(
+                    "node_id", None, "a join token is for one node: give the node id it is for"
+                )
+            if ttl is None:
+                ttl = min(JOIN_TOKEN_TTL_S, most)
+            elif ttl > most:
+                raise _invalid("ttl_s", ttl, f"a join token lives at most {most:g}s")
+        else:
+            if req.node_id or req.node_type:
+                raise _invalid("node_id", req.node_id, "only a join token is for a node")
+            if req.eternal:
+                if ttl is not None:
+                    raise _invalid("ttl_s", ttl, "give ttl_s or eternal, not both")
+            else:
+                ttl = USER_TOKEN_TTL_S if ttl is None else ttl
+                if ttl > self.limits.token_max_ttl_s:
+                    raise _invalid("ttl_s", ttl, f"at most {self.limits.token_max_ttl_s:g}s")
+        store = await self.conns.tokens()
+        secret = await store.create(
+            tenant_id=tenant,
+            role=req.role,
+            description=req.description,
+            ttl_s=ttl,
+            node_id=req.node_id,
+            node_type=req.node_type,
         )
-        return {"token": secret, "role": req.role, "tenant_id": tenant, "ttl_s": req.ttl_s}
+        record = await store.verify(secret)
+        return {
+            "token": secret,
+            "id": str(record.id) if record else None,
+            "role": req.role,
+            "tenant_id": tenant,
+            "ttl_s": ttl,
+            "node_id": req.node_id,
+            "node_type": req.node_type,
+        }
+
+    async def list_tokens(self, who: Caller, *, include_revoked: bool = False) -> dict[str, Any]:
+        """Every token's metadata, never a secret (admin)."""
+        rows = await (await self.conns.tokens()).list(include_revoked=include_revoked)
+        return {"items": [r.to_dict() for r in rows]}
+
+    async def revoke_token(self, who: Caller, token_id: str) -> dict[str, Any]:
+        """Revoke a token by id; every orchestrator stops accepting it at once (admin)."""
+        store = await self.conns.tokens()
+        try:
+            record = await store.get(token_id)
+        except ValueError as err:
+            raise not_found(f"token {token_id!r} ({err})") from None
+        if record is None:
+            raise not_found(f"token {token_id!r}")
+        revoked = await store.revoke(record.id)
+        self.tokens.clear()  # this process at once, others by notification
+        return {"id": str(record.id), "revoked": revoked}
+
+    async def rotate_admin(self, who: Caller) -> dict[str, Any]:
+        """A new admin token for the caller's tenant; every earlier one stops working."""
+        secret, record = await (await self.conns.tokens()).rotate_admin(who.tenant_id)
+        self.tokens.clear()
+        return {"token": secret, "id": str(record.id), "tenant_id": record.tenant_id}
+
+    async def rotate_join_secret(self, who: Caller, req: JoinSecretRequest) -> dict[str, Any]:
+        """Replace the cluster join secret of `ray up` (admin): earlier ones are revoked."""
+        try:
+            record = await (await self.conns.tokens()).rotate_join_secret(
+                req.secret, node_types=req.node_types, tenant_id=who.tenant_id
+            )
+        except ValueError as err:
+            raise _invalid("node_types", req.node_types, str(err)) from None
+        self.tokens.clear()
+        return record.to_dict()
+
+
+def _invalid(field: str, value: Any, message: str) -> ApiProblem:
+    return ApiProblem(
+        "invalid_request",
+        f"body.{field}: {message} (got {value!r})",
+        problems=[{"path": f"body.{field}", "message": message, "value": value}],
+    )

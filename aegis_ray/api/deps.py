@@ -39,18 +39,21 @@ async def admin(request: Request, creds: Credentials) -> Caller:
     return await _verified(request, creds, ADMINS)
 
 
-async def joiner(request: Request, creds: Credentials) -> Caller:
-    """A node joining the cluster: only a join token will do."""
-    return await _verified(request, creds, JOINERS)
+async def joiner(request: Request, creds: Credentials) -> tuple[Caller, str]:
+    """A node (re-)registering: a join token or the node's own credential, with the secret
+    (a join token is spent by registering)."""
+    who = await _verified(request, creds, JOINERS)
+    assert creds is not None  # _verified refused a missing token
+    return who, creds.credentials.strip()
 
 
 async def node(request: Request, creds: Credentials) -> Caller:
-    """A node reporting in: its join token, or an admin."""
+    """A node reporting in: its own credential, or an admin."""
     return await _verified(request, creds, NODES)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
 AdminDep = Annotated[Caller, Depends(admin)]
-JoinerDep = Annotated[Caller, Depends(joiner)]
+JoinerDep = Annotated[tuple[Caller, str], Depends(joiner)]
 NodeDep = Annotated[Caller, Depends(node)]
 PlaneDep = Annotated[ControlPlane, Depends(plane)]

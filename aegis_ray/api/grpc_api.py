@@ -31,7 +31,7 @@ from aegis_ray.api.control_plane import (
     read_manifest,
 )
 from aegis_ray.api.errors import ApiProblem, as_problem
-from aegis_ray.contract.cluster import NodeIdentity, TokenRequest
+from aegis_ray.contract.cluster import JoinSecretRequest, NodeIdentity, TokenRequest
 from aegis_ray.contract.errors import GRPC_ERROR_METADATA
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.loading import problems_of
@@ -91,7 +91,7 @@ def _model(model: type[BaseModel], msg: Message, what: str) -> Any:
         problems = problems_of(err, model)
         text = "; ".join(f"{what}.{p.path}: {p.message} (got {p.value!r})" for p in problems)
         raise ApiProblem(
-            "bad_request",
+            "invalid_request",
             text,
             problems=[{"path": f"{what}.{p.path}", "message": p.message} for p in problems],
         ) from None
@@ -127,6 +127,8 @@ def _unary(
             if roles is not None:
                 secret = metadata_secret(grpc_context.invocation_metadata())
                 who = await self.plane.authenticate(secret, roles)
+                if roles == JOINERS:  # registration spends the join token itself
+                    who = (who, secret)
             body = await operation(self.plane, who, request)
             return convert(body) if convert else to_message(body, reply)
         except Exception as err:
@@ -224,11 +226,11 @@ class GrpcMethods:
     RegisterNode = _unary(
         JOINERS,
         nd.RegisterNodeResponse,
-        lambda p, who, r: p.register(who, _model(NodeIdentity, r.identity, "identity")),
+        lambda p, who, r: p.register(*who, _model(NodeIdentity, r.identity, "identity")),
     )
-    Heartbeat = _unary(NODES, nd.NodeRecord, lambda p, who, r: p.heartbeat(r.node_id))
-    ListNodes = _unary(USERS, nd.ListNodesResponse, lambda p, who, r: p.list_nodes())
-    GetNode = _unary(USERS, nd.Node, lambda p, who, r: p.get_node(r.node_id))
+    Heartbeat = _unary(NODES, nd.NodeRecord, lambda p, who, r: p.heartbeat(who, r.node_id))
+    ListNodes = _unary(USERS, nd.ListNodesResponse, lambda p, who, r: p.list_nodes(who))
+    GetNode = _unary(USERS, nd.Node, lambda p, who, r: p.get_node(who, r.node_id))
     DrainNode = _unary(
         ADMINS, nd.NodeRecord, lambda p, who, r: p.set_node_status(r.node_id, NodeStatus.DRAINING)
     )
@@ -242,6 +244,22 @@ class GrpcMethods:
         ADMINS,
         nd.CreateTokenResponse,
         lambda p, who, r: p.create_token(who, _model(TokenRequest, r, "token")),
+    )
+    ListTokens = _unary(
+        ADMINS,
+        nd.ListTokensResponse,
+        lambda p, who, r: p.list_tokens(who, include_revoked=r.revoked),
+    )
+    RevokeToken = _unary(
+        ADMINS, nd.RevokeTokenResponse, lambda p, who, r: p.revoke_token(who, r.id)
+    )
+    RotateAdminToken = _unary(
+        ADMINS, nd.RotateAdminTokenResponse, lambda p, who, r: p.rotate_admin(who)
+    )
+    RotateJoinSecret = _unary(
+        ADMINS,
+        nd.TokenInfo,
+        lambda p, who, r: p.rotate_join_secret(who, _model(JoinSecretRequest, r, "join_secret")),
     )
     CheckHealth = _unary(None, nd.Health, lambda p, who, r: p.health(), health_message)
     ListClusterEvents = _unary(

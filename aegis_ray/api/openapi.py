@@ -35,8 +35,10 @@ _WHY = {
     403: "forbidden: the token's role may not do this",
     404: "not_found: no such execution or node (for another tenant's, too)",
     409: "already_finished: the execution has ended (`state` says how)",
-    413: "too_large: a manifest over 1 MiB",
-    422: "invalid_manifest (`problems`: field, message, value) or unschedulable (`plan`: why)",
+    413: "too_large: a request body or manifest over its limit",
+    422: "invalid_manifest or invalid_request (`problems`: field, message, value), or"
+    " unschedulable (`plan`: why)",
+    429: "rate_limited: too many open streams or submissions (`Retry-After`, `retry_after_s`)",
     503: "database_unavailable or temporal_unavailable: try again when it is back",
     "4XX": "another refusal, in the same shape",
 }
@@ -46,7 +48,7 @@ def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The error responses of an authenticated route: the common ones and `codes`."""
     return {
         code: {"model": ErrorBody, "description": _WHY[code]}
-        for code in (400, 401, 403, *codes, 503, "4XX")
+        for code in (400, 401, 403, 422, *codes, 429, 503, "4XX")
     }
 
 

@@ -22,7 +22,7 @@ from fastapi_offline import FastAPIOffline
 
 from aegis_ray import __version__
 from aegis_ray.adapters import metrics
-from aegis_ray.api.control_plane import read_manifest
+from aegis_ray.api.control_plane import MAX_MANIFEST_BYTES, read_manifest
 from aegis_ray.api.deps import AdminDep, CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
@@ -50,12 +50,15 @@ def create_app() -> FastAPI:
 
 
 def problem_response(problem: ApiProblem) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if problem.error == "unauthenticated" else None
+    headers = {"WWW-Authenticate": "Bearer"} if problem.error == "unauthenticated" else {}
+    if "retry_after_s" in problem.extra:
+        headers["Retry-After"] = str(problem.extra["retry_after_s"])
     return JSONResponse(problem.body(), status_code=problem.http_status, headers=headers)
 
 
 def invalid_request(exc: RequestValidationError) -> ApiProblem:
-    """FastAPI's validation errors as the project's refusal, each naming where (query.limit)."""
+    """FastAPI's validation errors as the project's refusal, each naming where (query.limit):
+    bad_request (400) for the query or path, invalid_request (422) for a body's field."""
     problems = [
         {
             "path": ".".join(str(part) for part in err["loc"]),
@@ -65,7 +68,9 @@ def invalid_request(exc: RequestValidationError) -> ApiProblem:
         for err in exc.errors()
     ]
     message = "; ".join(f"{p['path']}: {p['message']} (got {p['value']!r})" for p in problems)
-    return ApiProblem("bad_request", message or "invalid request", problems=problems)
+    in_body = bool(problems) and all(p["path"].startswith("body") for p in problems)
+    error = "invalid_request" if in_body else "bad_request"
+    return ApiProblem(error, message or "invalid request", problems=problems)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -120,7 +125,16 @@ def _install_metrics(app: FastAPI) -> None:
 
 
 async def _manifest(request: Request, source: str) -> Any:
-    return read_manifest(await request.body(), source)
+    """The manifest in the body, read no further than its limit (Serve's proxy refuses a
+    larger Content-Length before this; this holds for a body that comes in chunks)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_MANIFEST_BYTES:
+            raise ApiProblem("too_large", f"{source}: manifest over 1 MiB")
+        chunks.append(chunk)
+    return read_manifest(b"".join(chunks), source)
 
 
 def _install_routes(app: FastAPI) -> None:

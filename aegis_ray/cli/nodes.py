@@ -82,6 +82,13 @@ def node_start(
         Path | None,
         typer.Option(help="heads: accept this file's pre-shared secret as a join token (ray up)"),
     ] = None,
+    join_node_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="heads: node types whose node ids (TYPE-...) the join secret admits, each id"
+            " once (repeatable; default: the edge NodeConfigs beside --config)"
+        ),
+    ] = None,
 ) -> None:
     """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
     edge = a Ray worker node that registers with the orchestrator named in its config."""
@@ -111,19 +118,36 @@ def node_start(
         console.print(f"[dim]·[/] {step}", highlight=False)
 
     kind = node.spec.node.type.value
-    if kind == "edge" and not join_token:
+    from aegis_ray.node.stack import credential_path
+
+    known = credential_path(settings, node.spec.node.id).exists()
+    if kind == "edge" and not join_token and not known:
         fail(
-            "an edge node needs a join token: --join-token or AEGIS_JOIN_TOKEN "
-            "(issue one on the orchestrator with `aegis token create --join`)",
+            "an edge node needs a join token the first time: --join-token-file or "
+            "AEGIS_JOIN_TOKEN (issue one on the orchestrator with "
+            f"`aegis token create --join --node-id {node.spec.node.id}`)",
             EXIT_AUTH,
+        )
+    join_types = join_node_type or (edge_types_beside(config) if join_secret else [])
+    if join_secret and not join_types:
+        fail(
+            "--join-secret-file: no node types for it to admit (no edge NodeConfig beside "
+            f"{config}); name them with --join-node-type",
+            EXIT_BAD_INPUT,
         )
     try:
         if kind == "edge":
-            assert join_token is not None
             state = join_edge(settings, node, join_token, say, ray_args=ray_arg or [])
             console.print(f"[green]edge {state.node_id} joined[/] {state.ray_address}")
         else:
-            head = stack_up(settings, node, say, ray_args=ray_arg, join_secret=join_secret)
+            head = stack_up(
+                settings,
+                node,
+                say,
+                ray_args=ray_arg,
+                join_secret=join_secret,
+                join_node_types=join_types,
+            )
             console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
     except JoinRefused as err:
         fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)
@@ -164,3 +188,19 @@ def node_undrain(ctx: typer.Context, node_id: str) -> None:
     """Make a drained node take new work again."""
     call(session(ctx).client().undrain, node_id)
     console.print(f"{node_id} ready")
+
+
+def edge_types_beside(config: Path) -> list[str]:
+    """The ids of the edge NodeConfigs in the folder of `config` (the cluster configs ship
+    them together): the node types a `ray up` join secret admits."""
+    from aegis_ray.core.models.loading import ManifestError, parse_node_config
+
+    found = []
+    for path in sorted(config.resolve().parent.glob("*.yaml")):
+        try:
+            other = parse_node_config(path.read_text(), str(path))
+        except (ManifestError, OSError):  # not a NodeConfig: not a node type
+            continue
+        if other.spec.node.type.value == "edge":
+            found.append(other.spec.node.id)
+    return found

@@ -32,6 +32,11 @@ JOIN_SECRET = "~/aegis/cluster-join-secret"  # pre-shared join secret (`aegis cl
 # The deployment document's networking table: edges and clients reach the orchestrator here.
 DEPLOYMENT_PORTS = {8080: "REST API", 50051: "gRPC API"}
 REST_PORT, GRPC_PORT = 8080, 50051
+# Ray's own ports (GCS, dashboard, client server, and the default worker port range): whoever
+# reaches them with the Ray token runs code on every node, so only cluster nodes may.
+RAY_PORTS = {6379: "Ray GCS", 8265: "Ray dashboard", 10001: "Ray client server"}
+RAY_WORKER_PORTS = (10002, 19999)
+_ANYWHERE = ("0.0.0.0/0", "::/0")
 
 _ORCH_URL = re.compile(r"--orchestrator-url[= ](\S+)")
 _ORCH_URL_PORT = re.compile(r"--orchestrator-url[= ]\S*?:(?:\$\{\w+:-)?(\d+)")
@@ -409,6 +414,7 @@ class CrossCheck:
         group = self.prepared["provider"].get("security_group") or {}
         permissions = group.get("IpPermissions")
         if isinstance(permissions, list):
+            self._ray_ports_closed(permissions)
             for port, what in DEPLOYMENT_PORTS.items():
                 if not any(_opens(p, port) for p in permissions):
                     self.fail(
@@ -462,6 +468,36 @@ class CrossCheck:
                 f"file_mounts: {JOIN_SECRET}: {local} does not exist yet; create it before "
                 f"`ray up` with `aegis cluster secret {local}`"
             )
+
+
+    def _ray_ports_closed(self, permissions: list[Any]) -> None:
+        """No rule may open Ray's ports to everybody: Ray's launcher already lets the cluster's
+        own nodes reach each other."""
+        for i, p in enumerate(permissions):
+            if not isinstance(p, dict):
+                continue
+            ranges = [r.get("CidrIp") for r in p.get("IpRanges") or [] if isinstance(r, dict)]
+            ranges += [r.get("CidrIpv6") for r in p.get("Ipv6Ranges") or [] if isinstance(r, dict)]
+            world = [r for r in ranges if r in _ANYWHERE]
+            if not world:
+                continue
+            opened = [f"{port} ({what})" for port, what in RAY_PORTS.items() if _opens(p, port)]
+            low, high = RAY_WORKER_PORTS
+            if any(_opens(p, port) for port in (low, high)) or _covers(p, low, high):
+                opened.append(f"{low}-{high} (Ray workers)")
+            if opened:
+                self.fail(
+                    "",
+                    f"provider.security_group.IpPermissions[{i}]",
+                    f"opens Ray's ports {', '.join(opened)} to {', '.join(world)}: with the Ray "
+                    "token they run code on every node; only the cluster's own nodes may reach "
+                    "them (Ray's launcher allows traffic between them already)",
+                )
+
+
+def _covers(permission: dict[str, Any], low: int, high: int) -> bool:
+    start, end = permission.get("FromPort"), permission.get("ToPort")
+    return isinstance(start, int) and isinstance(end, int) and start <= high and end >= low
 
 
 def _is_ip(text: str) -> bool:

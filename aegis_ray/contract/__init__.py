@@ -9,19 +9,24 @@ Pure: pydantic over the core's vocabularies (execution states, node sections); t
 """
 
 from aegis_ray.contract.cluster import (
+    AdminToken,
     Capacity,
     ClusterEvent,
     ClusterEventPage,
     ClusterStatus,
     ClusterWatchItem,
     Health,
+    JoinSecretRequest,
     Node,
     NodeIdentity,
     NodePage,
     NodeRecord,
     RayJoinInfo,
     Registration,
+    RevokedToken,
     Token,
+    TokenInfo,
+    TokenPage,
     TokenRequest,
 )
 from aegis_ray.contract.errors import (
@@ -51,6 +56,9 @@ from aegis_ray.contract.executions import (
 )
 
 __all__ = [
+    "AdminToken",
+    "JoinSecretRequest",
+    "RevokedToken",
     "ERRORS",
     "GRPC_ERROR_METADATA",
     "GRPC_TO_HTTP",
@@ -84,6 +92,8 @@ __all__ = [
     "RayJoinInfo",
     "Registration",
     "Token",
+    "TokenInfo",
+    "TokenPage",
     "TokenRequest",
     "WatchItem",
 ]

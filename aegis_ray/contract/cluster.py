@@ -66,7 +66,8 @@ class NodeRecord(Body):
 
 
 class RayJoinInfo(Body):
-    """What a joining node's raylet needs: the GCS address and Ray's auth."""
+    """What a joining node's raylet needs: the GCS address and Ray's auth (the token only if
+    the node said it does not have it yet)."""
 
     address: str
     auth_mode: str
@@ -76,6 +77,11 @@ class RayJoinInfo(Body):
 class Registration(Body):
     node: NodeRecord
     ray: RayJoinInfo
+    credential: str | None = Field(
+        default=None,
+        description="the node's own credential (first registration with a join token): its"
+        " heartbeats and re-registrations use it; shown once, kept 0600 on the node",
+    )
 
 
 class ClusterStatus(Body):
@@ -95,19 +101,80 @@ class Health(Body):
     worker: str | None = None
 
 
+# Bounds of what a caller may store (issue 12): refused with 422 naming the field.
+TENANT_ID = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+MAX_DESCRIPTION = 200
+NODE_ID = r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$"
+
+
 class Token(Body):
     token: str = Field(description="the secret: shown once, never stored in clear")
+    id: str | None = Field(default=None, description="the token's id (list, revoke)")
     role: Literal["join", "user"]
     tenant_id: str
     ttl_s: float | None
+    node_id: str | None = None
+    node_type: str | None = None
 
 
 class TokenRequest(BaseModel):
+    """A new token. `join` tokens are for one node (`node_id`, optionally its `node_type`),
+    used once, and live at most the operator's maximum (15 minutes unless configured); `ttl_s`
+    unset gives the role's default (join 600 s, user 3600 s); a token without expiry needs
+    `eternal: true` (user tokens only)."""
+
     model_config = ConfigDict(extra="forbid")
     role: Literal["join", "user"] = "join"
-    ttl_s: float | None = Field(default=3600.0, gt=0, le=365 * 86400)
-    description: str = ""
-    tenant_id: str | None = None
+    ttl_s: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    eternal: bool = False
+    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    tenant_id: str | None = Field(default=None, pattern=TENANT_ID)
+    node_id: str | None = Field(default=None, pattern=NODE_ID)
+    node_type: Literal["edge", "hybrid", "orchestrator"] | None = None
+
+
+class TokenInfo(Body):
+    """A token as `aegis token list` shows it: never its secret."""
+
+    id: str
+    role: str
+    tenant_id: str
+    description: str
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    revoked_at: Timestamp | None
+    node_id: str | None = None
+    node_type: str | None = None
+    node_types: list[str] | None = None
+    redeemed_at: Timestamp | None = None
+
+
+class TokenPage(Body):
+    items: list[TokenInfo]
+
+
+class RevokedToken(Body):
+    id: str
+    revoked: bool = Field(description="false: it had been revoked already")
+
+
+class AdminToken(Body):
+    """`aegis token rotate-admin`: the new admin token; every earlier one is revoked."""
+
+    token: str
+    id: str
+    tenant_id: str
+
+
+class JoinSecretRequest(BaseModel):
+    """Replace the cluster join secret (`ray up`): the new secret, and the node types whose
+    node ids (`<type>-...`) it admits (else those of the secret it replaces)."""
+
+    model_config = ConfigDict(extra="forbid")
+    secret: str = Field(min_length=16, max_length=256)
+    node_types: list[Annotated[str, Field(pattern=NODE_ID)]] | None = Field(
+        default=None, max_length=64
+    )
 
 
 class NodeIdentity(BaseModel):
@@ -115,9 +182,12 @@ class NodeIdentity(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     node: NodeSection
-    ray_node_id: str | None = None
-    address: str | None = None
-    version: str = __version__
+    ray_node_id: str | None = Field(default=None, max_length=128)
+    address: str | None = Field(default=None, max_length=255)
+    version: str = Field(default=__version__, max_length=64)
+    # The node has Ray's token already (an earlier registration, or its own file): the answer
+    # then leaves it out, so it crosses the network no more often than it must.
+    has_ray_token: bool = False
 
 
 class ClusterEvent(Body):

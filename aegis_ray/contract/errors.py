@@ -17,8 +17,10 @@ from aegis_ray.contract.executions import PlanResult
 
 class ErrorName(StrEnum):
     bad_request = "bad_request"
+    invalid_request = "invalid_request"
     invalid_manifest = "invalid_manifest"
     too_large = "too_large"
+    rate_limited = "rate_limited"
     unauthenticated = "unauthenticated"
     forbidden = "forbidden"
     not_found = "not_found"
@@ -35,6 +37,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     E.bad_request: (400, "INVALID_ARGUMENT"),
     E.invalid_manifest: (422, "INVALID_ARGUMENT"),
     E.too_large: (413, "INVALID_ARGUMENT"),
+    E.rate_limited: (429, "RESOURCE_EXHAUSTED"),
+    E.invalid_request: (422, "INVALID_ARGUMENT"),
     E.unauthenticated: (401, "UNAUTHENTICATED"),
     E.forbidden: (403, "PERMISSION_DENIED"),
     E.not_found: (404, "NOT_FOUND"),
@@ -49,6 +53,7 @@ GRPC_TO_HTTP = {code: http for http, code in ERRORS.values()} | {
     "INVALID_ARGUMENT": 400,
     "FAILED_PRECONDITION": 409,
     "DEADLINE_EXCEEDED": 504,
+    "RESOURCE_EXHAUSTED": 429,
     "UNIMPLEMENTED": 501,
 }
 # gRPC refusals carry the REST error body (JSON) under this trailing metadata key.
@@ -66,7 +71,8 @@ class Problem(BaseModel):
 
 class ErrorBody(BaseModel):
     """Every refusal's body. Details depend on the error: `problems` (bad_request,
-    invalid_manifest, with `source`), `plan` (unschedulable), `state` (already_finished)."""
+    invalid_request, invalid_manifest, with `source`), `plan` (unschedulable), `state`
+    (already_finished), `retry_after_s` (rate_limited; REST also sends `Retry-After`)."""
 
     model_config = ConfigDict(extra="allow")
     error: str
@@ -75,3 +81,4 @@ class ErrorBody(BaseModel):
     problems: list[Problem] | None = None
     plan: PlanResult | None = None
     state: str | None = None
+    retry_after_s: int | None = None

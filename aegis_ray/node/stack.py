@@ -100,6 +100,7 @@ def up(
     *,
     ray_args: Sequence[str] = (),
     join_secret: str | None = None,
+    join_node_types: Sequence[str] = (),
     monitoring: bool = False,
 ) -> UpState:
     """Start (or find running) everything a head node needs; idempotent.
@@ -108,7 +109,8 @@ def up(
     (see node.services), else embedded ones started here.
     `ray_args` go to `ray start --head` (e.g. the cluster launcher's --autoscaling-config).
     `join_secret` (a pre-shared secret, `ray up`) is accepted as a join token from before the
-    API answers, so no edge that reaches the API is refused for want of it.
+    API answers, so no edge that reaches the API is refused for want of it: for node ids of
+    `join_node_types` (`<type>-...`), each once.
     `monitoring` also starts Prometheus (adapters/prometheus.py) and points the Ray
     dashboard's metrics pages at it."""
     settings = head_settings(settings, node)
@@ -147,7 +149,7 @@ def up(
     state.save(settings.state_path)
 
     say("admin token" + (" and join secret" if join_secret else ""))
-    _register_tokens(settings, state.database_url, join_secret)
+    _register_tokens(settings, state.database_url, join_secret, list(join_node_types))
 
     say("control plane (Ray Serve: REST API + Temporal worker)")
     deploy_control_plane(settings, state)
@@ -210,6 +212,7 @@ def _ray(
             log_path=settings.logs_dir / "ray.log",
             extra_args=ray_args,
             monitor=settings.ray_monitor,
+            env=serve_proxy_env(settings),
         )
         state.started["ray"] = True
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
@@ -230,9 +233,20 @@ def serve_config() -> dict[str, Any]:
     return data
 
 
+def serve_proxy_env(settings: Settings) -> dict[str, str]:
+    """What Serve's proxies read from their environment when Ray starts them: the REST body
+    limit (a middleware refusing before the body is read) and gRPC's message size limit."""
+    return {
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "aegis_ray.api.limits:proxy_middlewares",
+        "AEGIS_MAX_BODY_BYTES": str(settings.max_body_bytes),
+        "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(settings.grpc_max_message_bytes),
+    }
+
+
 def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
     app = next(a for a in serve_config()["applications"] if a["name"] == SERVE_APP)
     return dict(app.get("args", {})) | {
+        "limits": settings.api_limits(),
         "database_url": state.database_url,
         "temporal_address": state.temporal_address,
         "temporal_namespace": settings.temporal_namespace,
@@ -286,9 +300,12 @@ def wait_healthy(api_url: str, *, timeout: float) -> dict[str, Any]:
     raise TimeoutError(f"control plane at {api_url} not healthy after {timeout:.0f}s: {last}")
 
 
-def _register_tokens(settings: Settings, database_url: str, join_secret: str | None) -> str:
+def _register_tokens(
+    settings: Settings, database_url: str, join_secret: str | None, join_node_types: list[str]
+) -> str:
     """Register the admin token (written 0600 under AEGIS_HOME the first time) and, with
-    `ray up`, the pre-shared join secret as a join token without expiry; idempotent."""
+    `ray up`, the pre-shared join secret (node ids of its node types, each once; revocable,
+    `aegis token rotate-join-secret` replaces it); idempotent."""
     from aegis_ray.adapters.postgres.db import connect
     from aegis_ray.adapters.postgres.tokens import TokenStore
 
@@ -308,7 +325,10 @@ def _register_tokens(settings: Settings, database_url: str, join_secret: str | N
             await tokens.ensure_admin(secret)
             if join_secret:
                 await tokens.ensure(
-                    join_secret, role="join", description="cluster join secret (aegis node start)"
+                    join_secret,
+                    role="join",
+                    description="cluster join secret (aegis node start)",
+                    node_types=join_node_types,
                 )
         except ValueError as err:  # the join secret is known with another role
             raise RuntimeError(f"join secret not accepted: {err}") from err
@@ -398,13 +418,20 @@ class JoinRefused(RuntimeError):
     pass
 
 
+def credential_path(settings: Settings, node_id: str) -> Path:
+    """Where an edge keeps its own node credential (0600): what it re-registers with."""
+    return settings.home / "nodes" / node_id / "credential"
+
+
 def join_edge(
-    settings: Settings, node: NodeConfig, join_token: str, say: Say, *, ray_args: list[str]
+    settings: Settings, node: NodeConfig, join_token: str | None, say: Say, *, ray_args: list[str]
 ) -> EdgeState:
     """Register with the orchestrator, then start a raylet that joins its Ray cluster.
 
-    The orchestrator answers a valid join token with the Ray address and, in token mode, the
-    Ray token this raylet needs; a node without a valid join token learns neither.
+    The first time, with a join token for this node (used once): the orchestrator answers with
+    the node's own credential (kept 0600 under AEGIS_HOME/nodes/<id>/), the Ray address and,
+    in token mode, the Ray token this raylet needs. Later registrations use the credential
+    (and ask for the Ray token only if it was lost). A node without either learns nothing.
     """
     node_id = node.spec.node.id
     existing = EdgeState.load(settings, node_id)
@@ -412,15 +439,38 @@ def join_edge(
         say(f"edge {node_id} already running")
         return existing
     api_url = str(node.spec.runtime.orchestrator_url).rstrip("/")
+    cred_file = credential_path(settings, node_id)
+    token_path = settings.home / "nodes" / node_id / "ray_auth_token"
+    credential = cred_file.read_text().strip() if cred_file.exists() else None
+    if not (credential or join_token):
+        raise JoinRefused(
+            f"node {node_id} has no credential ({cred_file}) yet: give a join token for it"
+        )
     say(f"registering {node_id} with {api_url}")
-    joined = _register(api_url, join_token, node, wait_s=settings.register_wait_s)
+    try:
+        joined = _register(
+            api_url,
+            credential or join_token or "",
+            node,
+            wait_s=settings.register_wait_s,
+            has_ray_token=credential is not None and token_path.exists(),
+        )
+    except JoinRefused:
+        if not (credential and join_token):
+            raise
+        say("the node credential was refused (revoked?): registering with the join token")
+        joined = _register(
+            api_url, join_token, node, wait_s=settings.register_wait_s, has_ray_token=False
+        )
+    if joined.get("credential"):
+        write_private(cred_file, joined["credential"])
     ray_info = joined["ray"]
     auth = ray_head.RayAuth("disabled")
     if ray_info.get("auth_mode") == "token":
-        if not ray_info.get("token"):
+        if ray_info.get("token"):
+            write_private(token_path, ray_info["token"])
+        elif not token_path.exists():
             raise JoinRefused("the orchestrator runs Ray in token mode but handed out no token")
-        token_path = settings.home / "nodes" / node_id / "ray_auth_token"
-        write_private(token_path, ray_info["token"])
         auth = ray_head.RayAuth("token", str(token_path))
     say(f"Ray worker node joining {ray_info['address']}")
     session = ray_head.start_worker(
@@ -435,7 +485,9 @@ def join_edge(
     return state
 
 
-def _register(api_url: str, join_token: str, node: NodeConfig, *, wait_s: float) -> dict[str, Any]:
+def _register(
+    api_url: str, join_token: str, node: NodeConfig, *, wait_s: float, has_ray_token: bool
+) -> dict[str, Any]:
     """Register with the orchestrator, waiting up to `wait_s` while it is unreachable or
     unavailable (5xx; `ray up` starts edges and their orchestrator at once); a refusal (4xx)
     is final."""
@@ -445,6 +497,7 @@ def _register(api_url: str, join_token: str, node: NodeConfig, *, wait_s: float)
         "node": node.spec.node.model_dump(mode="json"),
         "address": socket.gethostname(),
         "version": aegis_ray.__version__,
+        "has_ray_token": has_ray_token,
     }
     deadline = time.monotonic() + wait_s
     while True:

@@ -33,16 +33,18 @@ class NodeSection(_message.Message):
     def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., region: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., resources: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class NodeIdentity(_message.Message):
-    __slots__ = ("node", "ray_node_id", "address", "version")
+    __slots__ = ("node", "ray_node_id", "address", "version", "has_ray_token")
     NODE_FIELD_NUMBER: _ClassVar[int]
     RAY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    HAS_RAY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     node: NodeSection
     ray_node_id: str
     address: str
     version: str
-    def __init__(self, node: _Optional[_Union[NodeSection, _Mapping]] = ..., ray_node_id: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    has_ray_token: bool
+    def __init__(self, node: _Optional[_Union[NodeSection, _Mapping]] = ..., ray_node_id: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[str] = ..., has_ray_token: _Optional[bool] = ...) -> None: ...
 
 class NodeRecord(_message.Message):
     __slots__ = ("id", "type", "region", "tags", "resources", "ray_node_id", "address", "version", "status", "registered_at", "last_heartbeat", "labels")
@@ -96,12 +98,14 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, identity: _Optional[_Union[NodeIdentity, _Mapping]] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node", "ray")
+    __slots__ = ("node", "ray", "credential")
     NODE_FIELD_NUMBER: _ClassVar[int]
     RAY_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     node: NodeRecord
     ray: RayJoinInfo
-    def __init__(self, node: _Optional[_Union[NodeRecord, _Mapping]] = ..., ray: _Optional[_Union[RayJoinInfo, _Mapping]] = ...) -> None: ...
+    credential: str
+    def __init__(self, node: _Optional[_Union[NodeRecord, _Mapping]] = ..., ray: _Optional[_Union[RayJoinInfo, _Mapping]] = ..., credential: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node_id",)
@@ -201,28 +205,114 @@ class ClusterStatus(_message.Message):
     def __init__(self, nodes: _Optional[_Mapping[str, int]] = ..., orchestrators: _Optional[int] = ..., implicit_head: _Optional[bool] = ..., version: _Optional[str] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
-    __slots__ = ("role", "ttl_s", "description", "tenant_id")
+    __slots__ = ("role", "ttl_s", "description", "tenant_id", "node_id", "node_type", "eternal")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TTL_S_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ETERNAL_FIELD_NUMBER: _ClassVar[int]
     role: str
     ttl_s: float
     description: str
     tenant_id: str
-    def __init__(self, role: _Optional[str] = ..., ttl_s: _Optional[float] = ..., description: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+    node_id: str
+    node_type: str
+    eternal: bool
+    def __init__(self, role: _Optional[str] = ..., ttl_s: _Optional[float] = ..., description: _Optional[str] = ..., tenant_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., eternal: _Optional[bool] = ...) -> None: ...
 
 class CreateTokenResponse(_message.Message):
-    __slots__ = ("token", "role", "tenant_id", "ttl_s")
+    __slots__ = ("token", "role", "tenant_id", "ttl_s", "id", "node_id", "node_type")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TTL_S_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     token: str
     role: str
     tenant_id: str
     ttl_s: float
-    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., tenant_id: _Optional[str] = ..., ttl_s: _Optional[float] = ...) -> None: ...
+    id: str
+    node_id: str
+    node_type: str
+    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., tenant_id: _Optional[str] = ..., ttl_s: _Optional[float] = ..., id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_type: _Optional[str] = ...) -> None: ...
+
+class TokenInfo(_message.Message):
+    __slots__ = ("id", "role", "tenant_id", "description", "created_at", "expires_at", "revoked_at", "node_id", "node_type", "node_types", "redeemed_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    role: str
+    tenant_id: str
+    description: str
+    created_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    revoked_at: _timestamp_pb2.Timestamp
+    node_id: str
+    node_type: str
+    node_types: _containers.RepeatedScalarFieldContainer[str]
+    redeemed_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[str] = ..., tenant_id: _Optional[str] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., node_types: _Optional[_Iterable[str]] = ..., redeemed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListTokensRequest(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    def __init__(self, revoked: _Optional[bool] = ...) -> None: ...
+
+class ListTokensResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[TokenInfo]
+    def __init__(self, items: _Optional[_Iterable[_Union[TokenInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeTokenRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevokeTokenResponse(_message.Message):
+    __slots__ = ("id", "revoked")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    revoked: bool
+    def __init__(self, id: _Optional[str] = ..., revoked: _Optional[bool] = ...) -> None: ...
+
+class RotateAdminTokenRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateAdminTokenResponse(_message.Message):
+    __slots__ = ("token", "id", "tenant_id")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    id: str
+    tenant_id: str
+    def __init__(self, token: _Optional[str] = ..., id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+
+class RotateJoinSecretRequest(_message.Message):
+    __slots__ = ("secret", "node_types")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    NODE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    node_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, secret: _Optional[str] = ..., node_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckHealthRequest(_message.Message):
     __slots__ = ()

@@ -334,6 +334,26 @@ class ClusterServiceStub:
                 request_serializer=aegis_dot_v1_dot_nodes__pb2.CreateTokenRequest.SerializeToString,
                 response_deserializer=aegis_dot_v1_dot_nodes__pb2.CreateTokenResponse.FromString,
                 _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/aegis.v1.ClusterService/ListTokens',
+                request_serializer=aegis_dot_v1_dot_nodes__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=aegis_dot_v1_dot_nodes__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/aegis.v1.ClusterService/RevokeToken',
+                request_serializer=aegis_dot_v1_dot_nodes__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=aegis_dot_v1_dot_nodes__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.RotateAdminToken = channel.unary_unary(
+                '/aegis.v1.ClusterService/RotateAdminToken',
+                request_serializer=aegis_dot_v1_dot_nodes__pb2.RotateAdminTokenRequest.SerializeToString,
+                response_deserializer=aegis_dot_v1_dot_nodes__pb2.RotateAdminTokenResponse.FromString,
+                _registered_method=True)
+        self.RotateJoinSecret = channel.unary_unary(
+                '/aegis.v1.ClusterService/RotateJoinSecret',
+                request_serializer=aegis_dot_v1_dot_nodes__pb2.RotateJoinSecretRequest.SerializeToString,
+                response_deserializer=aegis_dot_v1_dot_nodes__pb2.TokenInfo.FromString,
+                _registered_method=True)
         self.CheckHealth = channel.unary_unary(
                 '/aegis.v1.ClusterService/CheckHealth',
                 request_serializer=aegis_dot_v1_dot_nodes__pb2.CheckHealthRequest.SerializeToString,
@@ -362,6 +382,34 @@ class ClusterServiceServicer:
 
     def CreateToken(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Every token's metadata, never a secret (GET /v1/tokens).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """It stops working on every orchestrator within a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateAdminToken(self, request, context):
+        """A new admin token; every earlier admin token of the tenant stops working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateJoinSecret(self, request, context):
+        """Replace the cluster join secret of `ray up`; earlier ones are revoked.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -400,6 +448,26 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.CreateToken,
                     request_deserializer=aegis_dot_v1_dot_nodes__pb2.CreateTokenRequest.FromString,
                     response_serializer=aegis_dot_v1_dot_nodes__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=aegis_dot_v1_dot_nodes__pb2.ListTokensRequest.FromString,
+                    response_serializer=aegis_dot_v1_dot_nodes__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=aegis_dot_v1_dot_nodes__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=aegis_dot_v1_dot_nodes__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'RotateAdminToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateAdminToken,
+                    request_deserializer=aegis_dot_v1_dot_nodes__pb2.RotateAdminTokenRequest.FromString,
+                    response_serializer=aegis_dot_v1_dot_nodes__pb2.RotateAdminTokenResponse.SerializeToString,
+            ),
+            'RotateJoinSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateJoinSecret,
+                    request_deserializer=aegis_dot_v1_dot_nodes__pb2.RotateJoinSecretRequest.FromString,
+                    response_serializer=aegis_dot_v1_dot_nodes__pb2.TokenInfo.SerializeToString,
             ),
             'CheckHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckHealth,
@@ -471,6 +539,114 @@ class ClusterService:
             '/aegis.v1.ClusterService/CreateToken',
             aegis_dot_v1_dot_nodes__pb2.CreateTokenRequest.SerializeToString,
             aegis_dot_v1_dot_nodes__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aegis.v1.ClusterService/ListTokens',
+            aegis_dot_v1_dot_nodes__pb2.ListTokensRequest.SerializeToString,
+            aegis_dot_v1_dot_nodes__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aegis.v1.ClusterService/RevokeToken',
+            aegis_dot_v1_dot_nodes__pb2.RevokeTokenRequest.SerializeToString,
+            aegis_dot_v1_dot_nodes__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateAdminToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aegis.v1.ClusterService/RotateAdminToken',
+            aegis_dot_v1_dot_nodes__pb2.RotateAdminTokenRequest.SerializeToString,
+            aegis_dot_v1_dot_nodes__pb2.RotateAdminTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateJoinSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aegis.v1.ClusterService/RotateJoinSecret',
+            aegis_dot_v1_dot_nodes__pb2.RotateJoinSecretRequest.SerializeToString,
+            aegis_dot_v1_dot_nodes__pb2.TokenInfo.FromString,
             options,
             channel_credentials,
             insecure,

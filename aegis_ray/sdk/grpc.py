@@ -108,8 +108,13 @@ RPCS: dict[Op, tuple[str, str, Callable[[dict[str, Any]], Message]]] = {
     Op.undrain: ("nodes", "UndrainNode", lambda a: nd.DrainNodeRequest(node_id=a["node_id"])),
     Op.heartbeat: ("nodes", "Heartbeat", lambda a: nd.HeartbeatRequest(node_id=a["node_id"])),
     Op.cluster_status: ("cluster", "GetClusterStatus", lambda a: nd.GetClusterStatusRequest()),
-    Op.create_token: ("cluster", "CreateToken", lambda a: nd.CreateTokenRequest(
-        **{k: a[k] for k in ("role", "ttl_s", "description")})),
+    Op.create_token: ("cluster", "CreateToken", lambda a: nd.CreateTokenRequest(**a)),
+    Op.list_tokens: ("cluster", "ListTokens",
+                     lambda a: nd.ListTokensRequest(revoked=a["revoked"])),
+    Op.revoke_token: ("cluster", "RevokeToken", lambda a: nd.RevokeTokenRequest(id=a["token_id"])),
+    Op.rotate_admin: ("cluster", "RotateAdminToken", lambda a: nd.RotateAdminTokenRequest()),
+    Op.rotate_join_secret: ("cluster", "RotateJoinSecret", lambda a: nd.RotateJoinSecretRequest(
+        secret=a["secret"], node_types=a["node_types"] or [])),
     Op.cluster_events: ("cluster", "ListClusterEvents", lambda a: nd.ListClusterEventsRequest(
         after=a["after"], limit=a["limit"])),
     Op.watch_cluster: ("cluster", "WatchClusterEvents",

@@ -244,8 +244,45 @@ class Operations:
 
     @operation
     def create_token(
-        *, role: Literal["join", "user"] = "user", ttl_s: float = 3600.0, description: str = ""
+        *,
+        role: Literal["join", "user"] = "user",
+        ttl_s: float | None = None,
+        description: str = "",
+        node_id: str | None = None,
+        node_type: str | None = None,
+        eternal: bool = False,
     ) -> Request[cluster.Token]:
-        """Issue a token (admin): `join` for nodes, `user` for the execution API."""
-        args = {"role": role, "ttl_s": ttl_s, "description": description}
+        """Issue a token (admin): `join` for one node (`node_id`) to register once, `user`
+        for the execution API. `ttl_s` None: the role's default; `eternal`: no expiry (user)."""
+        args = {
+            "role": role,
+            "ttl_s": ttl_s,
+            "description": description,
+            "node_id": node_id,
+            "node_type": node_type,
+            "eternal": eternal,
+        }
         return Request(Op.create_token, cluster.Token, args)
+
+    @operation
+    def tokens(*, revoked: bool = False) -> Request[cluster.TokenPage]:
+        """Every token's metadata, never a secret (admin); `revoked` includes ended ones."""
+        return Request(Op.list_tokens, cluster.TokenPage, {"revoked": revoked})
+
+    @operation
+    def revoke_token(token_id: str) -> Request[cluster.RevokedToken]:
+        """Revoke a token by id (admin): it stops working everywhere within a second."""
+        return Request(Op.revoke_token, cluster.RevokedToken, {"token_id": token_id})
+
+    @operation
+    def rotate_admin_token() -> Request[cluster.AdminToken]:
+        """A new admin token; every earlier one of the tenant stops working."""
+        return Request(Op.rotate_admin, cluster.AdminToken, {})
+
+    @operation
+    def rotate_join_secret(
+        secret: str, *, node_types: builtins.list[str] | None = None
+    ) -> Request[cluster.TokenInfo]:
+        """Replace the cluster join secret (`ray up`); earlier ones are revoked."""
+        args = {"secret": secret, "node_types": node_types}
+        return Request(Op.rotate_join_secret, cluster.TokenInfo, args)

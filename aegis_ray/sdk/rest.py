@@ -65,8 +65,15 @@ def route(op: Op, a: dict[str, Any]) -> Route:
             params = _present({"after": a["after"], "follow": "true"})
             return "GET", "/v1/events", {"params": params, "timeout": None}
         case Op.create_token:
-            body = {k: a[k] for k in ("role", "ttl_s", "description")}
-            return "POST", "/v1/tokens", {"json": body}
+            return "POST", "/v1/tokens", {"json": _present(dict(a))}
+        case Op.list_tokens:
+            return "GET", "/v1/tokens", {"params": {"revoked": str(a["revoked"]).lower()}}
+        case Op.revoke_token:
+            return "POST", f"/v1/tokens/{quote(a['token_id'], safe='')}/revoke", {}
+        case Op.rotate_admin:
+            return "POST", "/v1/tokens/rotate-admin", {}
+        case Op.rotate_join_secret:
+            return "POST", "/v1/tokens/join-secret", {"json": _present(dict(a))}
     raise ValueError(f"no REST route for operation {op!r}")
 
 

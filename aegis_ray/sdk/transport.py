@@ -36,6 +36,10 @@ class Op(StrEnum):
     heartbeat = "heartbeat"
     cluster_status = "cluster_status"
     create_token = "create_token"
+    list_tokens = "list_tokens"
+    revoke_token = "revoke_token"
+    rotate_admin = "rotate_admin"
+    rotate_join_secret = "rotate_join_secret"
     cluster_events = "cluster_events"
     watch_cluster = "watch_cluster"
 

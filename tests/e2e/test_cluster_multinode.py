@@ -21,7 +21,7 @@ import pytest
 
 from aegis_ray import ApiError, Client
 from aegis_ray.adapters.ray import head as ray_head
-from aegis_ray.node.stack import EdgeState
+from aegis_ray.node.stack import EdgeState, credential_path
 from aegis_ray.settings import Settings
 from tests.e2e.conftest import Stack
 from tests.e2e.manifests import agent_yaml
@@ -69,7 +69,12 @@ class Cluster:
     orch: Stack
     edges: dict[str, Stack]  # node id -> the edge's own home and env
     configs: dict[str, Path]
-    join_token: str
+
+    def credential(self, node_id: str) -> str:
+        """The node credential the edge got when it joined (kept 0600 in its AEGIS_HOME)."""
+        path = credential_path(Settings(home=self.edges[node_id].home), node_id)
+        assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+        return path.read_text().strip()
 
     def client(self) -> Client:
         return self.orch.client()
@@ -114,8 +119,11 @@ def cluster() -> Iterator[Cluster]:
         up = orch.aegis("node", "start", "--config", str(configs["orch-1"]), timeout=600)
         assert up.returncode == 0, up.stdout + up.stderr
         orch.token = (orch.home / "admin.token").read_text().strip()
-        token = orch.aegis("token", "create", "--join", check=True).stdout.strip()
         for i, (node_id, edge) in enumerate(edges.items()):
+            # One join token per node: for that node id, used once.
+            token = orch.aegis(
+                "token", "create", "--join", "--node-id", node_id, check=True
+            ).stdout.strip()
             done = edge.aegis(
                 "node", "start", "--config", str(configs[node_id]), "--join-token", token,
                 *edge_ports(23000 + 1000 * i), timeout=300,
@@ -123,7 +131,7 @@ def cluster() -> Iterator[Cluster]:
             started.append((edge, configs[node_id]))
             assert done.returncode == 0, done.stdout + done.stderr
             edge.token = orch.token
-        c = Cluster(orch, edges, configs, token)
+        c = Cluster(orch, edges, configs)
         _wait_ready(c, {"orch-1", "edge-gpu", "edge-cpu"})
         yield c
     finally:
@@ -216,14 +224,14 @@ def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
 
 
 def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
-    """RegisterNode / Heartbeat with the join token; List/Get/Drain as REST does them."""
+    """RegisterNode / Heartbeat with the node's credential; List/Get/Drain as REST does them."""
     import grpc
 
     from aegis_ray.rpc import nodes_pb2 as nd
     from aegis_ray.rpc.nodes_pb2_grpc import NodeServiceStub
 
     address = f"127.0.0.1:{GRPC_PORT}"
-    joiner = [("authorization", f"Bearer {cluster.join_token}")]
+    joiner = [("authorization", f"Bearer {cluster.credential('edge-cpu')}")]
     stub = NodeServiceStub(grpc.insecure_channel(address))
     # An edge re-registering (as after a restart) with the identity it started with.
     identity = nd.NodeIdentity(
@@ -236,10 +244,15 @@ def test_node_service_over_grpc_matches_rest(cluster: Cluster) -> None:
     joined = stub.RegisterNode(nd.RegisterNodeRequest(identity=identity), metadata=joiner)
     assert joined.node.id == "edge-cpu" and joined.node.type == "edge"
     assert joined.ray.auth_mode == "token" and joined.ray.token and joined.ray.address
+    assert not joined.HasField("credential")  # it has one: no new one
     beat = stub.Heartbeat(nd.HeartbeatRequest(node_id="edge-cpu"), metadata=joiner)
     assert beat.status == "ready" and beat.last_heartbeat.seconds > 0
+    with pytest.raises(grpc.RpcError) as err:  # only for itself
+        stub.Heartbeat(nd.HeartbeatRequest(node_id="edge-gpu"), metadata=joiner)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    admin = [("authorization", f"Bearer {cluster.orch.token}")]
     with pytest.raises(grpc.RpcError) as err:
-        stub.Heartbeat(nd.HeartbeatRequest(node_id="no-such-node"), metadata=joiner)
+        stub.Heartbeat(nd.HeartbeatRequest(node_id="no-such-node"), metadata=admin)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     bad = nd.NodeIdentity(node=nd.NodeSection(id="Bad Id!", type="edge"))
     with pytest.raises(grpc.RpcError) as err:
@@ -295,7 +308,7 @@ def _kill_edge(cluster: Cluster, node_id: str) -> None:
 def _restart_edge(cluster: Cluster, node_id: str) -> None:
     again = cluster.edges[node_id].aegis(
         "node", "start", "--config", str(cluster.configs[node_id]),
-        "--join-token", cluster.join_token,
+        # No join token: the edge re-registers with its own credential.
         *edge_ports(23000 if node_id == "edge-gpu" else 24000), timeout=300,
     )  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr

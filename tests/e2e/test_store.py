@@ -19,7 +19,7 @@ from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.migrations import available
 from aegis_ray.adapters.postgres.nodes import NodeStore
-from aegis_ray.adapters.postgres.tokens import TokenStore
+from aegis_ray.adapters.postgres.tokens import JoinRefused, TokenStore
 from aegis_ray.core.models.execution import ExecutionState
 
 pytestmark = pytest.mark.e2e
@@ -407,10 +407,26 @@ def test_tokens_verify_until_revoked_or_expired(pg_dsn: str) -> None:
         assert await tokens.revoke(rec.id) is False
         assert await tokens.verify(secret) is None
 
-        short = await tokens.create(tenant_id=who, role="join", ttl_s=0.3)
+        short = await tokens.create(tenant_id=who, role="join", ttl_s=0.3, node_id="n-short")
         assert await tokens.verify(short) is not None
         await asyncio.sleep(0.6)
         assert await tokens.verify(short) is None
+        with pytest.raises(ValueError, match="node_id"):
+            await tokens.create(tenant_id=who, role="join")
+
+        # A join token is spent once, for its node, in the caller's transaction.
+        join = await tokens.create(tenant_id=who, role="join", node_id="n-j", node_type="edge")
+        async with pool.acquire() as conn:
+            with pytest.raises(JoinRefused, match="for node 'n-j'"):
+                await tokens.redeem_join(conn, join, node_id="n-other", node_type="edge")
+            with pytest.raises(JoinRefused, match="edge node"):
+                await tokens.redeem_join(conn, join, node_id="n-j", node_type="hybrid")
+            async with conn.transaction():
+                spent = await tokens.redeem_join(conn, join, node_id="n-j", node_type="edge")
+            assert spent.redeemed_at is not None and spent.tenant_id == who
+            with pytest.raises(JoinRefused, match="used already"):
+                await tokens.redeem_join(conn, join, node_id="n-j", node_type="edge")
+        assert await tokens.verify(join) is None
 
         with pytest.raises(ValueError, match="role 'root'"):
             await tokens.create(tenant_id=who, role="root")

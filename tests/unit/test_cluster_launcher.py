@@ -233,6 +233,22 @@ def test_ports_must_match_the_deployment_document(tmp_path: Path) -> None:
     assert_invalid(result, path, "provider.security_group.IpPermissions", "50051")
 
 
+def test_a_security_group_that_opens_rays_ports_to_the_world_is_rejected(tmp_path: Path) -> None:
+    rule = (
+        "    IpPermissions:\n"
+        "      - IpProtocol: tcp\n"
+        "        FromPort: 6379\n"
+        "        ToPort: 6379\n"
+        "        IpRanges: [{CidrIp: 0.0.0.0/0}]\n"
+        "      - IpProtocol: \"-1\"\n"
+        "        Ipv6Ranges: [{CidrIpv6: \"::/0\"}]\n"
+    )
+    path = broken(tmp_path, "    IpPermissions:\n", rule)
+    result = validate(path)
+    assert_invalid(result, path, "IpPermissions[0]", "6379 (Ray GCS)", "0.0.0.0/0")
+    assert_invalid(result, path, "IpPermissions[1]", "Ray workers", "::/0")
+
+
 def test_onprem_hosts_need_addresses_and_their_node_configs(tmp_path: Path) -> None:
     path = broken(
         tmp_path,

@@ -140,7 +140,39 @@ def test_request_validation_is_answered_in_the_error_shape_naming_the_field() ->
     assert body["error"] == "bad_request" and body["message"].startswith("query.limit: ")
     assert body["problems"][0]["path"] == "query.limit" and body["problems"][0]["value"] == "0"
     r = client.post("/v1/tokens", json={"role": "join", "ttl_s": -1}, headers=auth)
-    assert r.status_code == 400 and r.json()["problems"][0]["path"] == "body.ttl_s"
+    assert r.status_code == 422 and r.json()["problems"][0]["path"] == "body.ttl_s"
+    assert r.json()["error"] == "invalid_request"
+
+
+def test_every_string_a_caller_stores_is_bounded_and_a_long_one_is_named() -> None:
+    """Token description and tenant, and a registering node's strings: 422 naming the field,
+    before anything is stored."""
+    client = _client()
+    auth = {"Authorization": "Bearer good"}
+    cases = [
+        ("/v1/tokens", {"role": "user", "description": "d" * 100_000}, "body.description"),
+        ("/v1/tokens", {"role": "user", "tenant_id": "t" * 100_000}, "body.tenant_id"),
+        ("/v1/tokens", {"role": "join", "node_id": "N" * 300}, "body.node_id"),
+    ]
+    node = {"id": "n1", "type": "edge"}
+    for field, value in (
+        ("address", "a" * 10_000),
+        ("version", "v" * 1000),
+        ("ray_node_id", "r" * 1000),
+    ):
+        cases.append(("/v1/nodes/register", {"node": node, field: value}, f"body.{field}"))
+    cases.append(
+        (
+            "/v1/nodes/register",
+            {"node": node | {"tags": [f"t{i}" for i in range(300)]}},
+            "body.node.tags",
+        )
+    )
+    for path, body, field in cases:
+        r = client.post(path, json=body, headers=auth)
+        assert r.status_code == 422, (field, r.status_code, r.text[:300])
+        assert r.json()["error"] == "invalid_request"
+        assert [p["path"] for p in r.json()["problems"]] == [field], r.json()["problems"]
 
 
 def test_a_missing_or_malformed_bearer_token_gets_the_401_body() -> None:

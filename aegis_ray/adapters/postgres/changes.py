@@ -1,5 +1,5 @@
 """Wake watchers when an execution gets new events or log lines, or the cluster feed a new
-event (PostgreSQL LISTEN/NOTIFY).
+event, and drop cached tokens when a token changes (PostgreSQL LISTEN/NOTIFY).
 
 One listening connection per process, opened on first use, fans notifications out to the
 waiters of each execution (migration 0002's triggers send them) and of the cluster feed
@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,8 @@ import asyncpg
 log = logging.getLogger(__name__)
 CHANNEL = "aegis_execution"
 CLUSTER_CHANNEL = "aegis_cluster"
+# Migration 0012: any change of a token row (a revocation) notifies this channel.
+TOKEN_CHANNEL = "aegis_tokens"
 # The waiters' key of the cluster feed (never an execution id).
 CLUSTER = "*cluster"
 
@@ -30,6 +33,15 @@ class ChangeFeed:
         self._conn: Any = None
         self._lock = asyncio.Lock()
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._token_callbacks: list[Callable[[], None]] = []
+
+    async def watch_tokens(self, callback: Callable[[], None]) -> bool:
+        """Call `callback` whenever a token row changes, and when the listening connection is
+        lost (a change may have been missed). Registers it once; returns whether this process
+        listens now: if not, the caller must not trust anything it cached."""
+        if callback not in self._token_callbacks:
+            self._token_callbacks.append(callback)
+        return await self._listening()
 
     def subscribe(self, execution_id: uuid.UUID | str) -> Subscription:
         """Changes of one execution from now on; close it when done (or use `with`)."""
@@ -57,6 +69,7 @@ class ChangeFeed:
                 conn = await self.pool.acquire()
                 await conn.add_listener(CHANNEL, self._on_notify)
                 await conn.add_listener(CLUSTER_CHANNEL, self._on_notify)
+                await conn.add_listener(TOKEN_CHANNEL, self._on_notify)
                 conn.add_termination_listener(self._on_lost)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
                 log.warning("cannot listen for execution changes: %s", err)
@@ -65,6 +78,10 @@ class ChangeFeed:
             return True
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        if channel == TOKEN_CHANNEL:
+            for callback in self._token_callbacks:
+                callback()
+            return
         key = CLUSTER if channel == CLUSTER_CHANNEL else payload
         for event in self._waiters.get(key, ()):
             event.set()
@@ -73,6 +90,8 @@ class ChangeFeed:
         # The next wait listens again; everybody waiting now re-reads what they missed.
         self._conn = None
         asyncio.ensure_future(self.pool.release(conn))
+        for callback in self._token_callbacks:
+            callback()
         for waiters in self._waiters.values():
             for event in waiters:
                 event.set()

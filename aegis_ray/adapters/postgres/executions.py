@@ -222,13 +222,16 @@ class ExecutionStore:
         )
         return {r["state"]: r["n"] for r in rows}, [r["reason"] for r in pending]
 
-    async def placed_per_node(self) -> dict[str, int]:
-        """How many unfinished executions each node holds (scheduled, starting or running)."""
+    async def placed_per_node(self, *, tenant_id: str | None = None) -> dict[str, int]:
+        """How many unfinished executions each node holds (scheduled, starting or running);
+        with `tenant_id`, only that tenant's."""
         rows = await self.pool.fetch(
             "SELECT node_id, count(*) AS n FROM executions"
             " WHERE state = ANY($1::text[]) AND node_id IS NOT NULL"
+            " AND ($2::text IS NULL OR tenant_id = $2)"
             " GROUP BY node_id",
             _PLACED,
+            tenant_id,
         )
         return {r["node_id"]: r["n"] for r in rows}
 

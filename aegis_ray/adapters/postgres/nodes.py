@@ -20,8 +20,9 @@ class NodeStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def upsert(self, node: dict[str, Any]) -> NodeRecord:
-        """Register a node or update the fields given; counts as a heartbeat."""
+    async def upsert(self, node: dict[str, Any], *, conn: Any = None) -> NodeRecord:
+        """Register a node or update the fields given; counts as a heartbeat. `conn`: within
+        that connection's transaction."""
         node_id = node.get("id")
         if not node_id or not isinstance(node_id, str):
             raise ValueError(f"node id must be a non-empty string, got {node_id!r}")
@@ -31,7 +32,7 @@ class NodeStore:
         cols = [c for c in FIELDS if c in node]
         params = ", ".join(f"${i}" for i in range(2, len(cols) + 2))
         updates = "".join(f", {c} = EXCLUDED.{c}" for c in cols)
-        row = await self.pool.fetchrow(
+        row = await (conn or self.pool).fetchrow(
             f"INSERT INTO nodes (id, last_heartbeat{''.join(', ' + c for c in cols)})"
             f" VALUES ($1, now(){', ' + params if cols else ''})"
             f" ON CONFLICT (id) DO UPDATE SET last_heartbeat = now(){updates}"
@@ -41,8 +42,10 @@ class NodeStore:
         )
         return NodeRecord.from_row(row)
 
-    async def get(self, node_id: str) -> NodeRecord | None:
-        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM nodes WHERE id = $1", node_id)
+    async def get(self, node_id: str, *, conn: Any = None) -> NodeRecord | None:
+        row = await (conn or self.pool).fetchrow(
+            f"SELECT {_COLUMNS} FROM nodes WHERE id = $1", node_id
+        )
         return NodeRecord.from_row(row) if row else None
 
     async def list(self) -> builtins.list[NodeRecord]:

@@ -126,6 +126,10 @@ class TokenRecord(_Record):
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    node_id: str | None = None
+    node_type: str | None = None
+    node_types: list[str] | None = None
+    redeemed_at: datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,9 +104,11 @@ def start_head(
     log_path: Path,
     extra_args: Sequence[str] = (),
     monitor: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[str, int]:
     """`ray start --head` with the node's resources and labels; `monitor` False leaves out the
-    autoscaler's monitor (unless the cluster launcher autoscales).
+    autoscaler's monitor (unless the cluster launcher autoscales); `env` is added to the
+    environment every process of the node inherits (e.g. Serve's proxy settings).
 
     Returns the GCS address and the id of the new Unix session that every process of this Ray
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
@@ -127,6 +129,7 @@ def start_head(
         ],
         auth=auth,
         log_path=log_path,
+        env=env,
     )
     # Ray never advertises loopback as a node address: it picks this machine's own IP, and
     # records the address it chose here.
@@ -143,7 +146,9 @@ def start_worker(
     )
 
 
-def _ray_start(args: list[str], *, auth: RayAuth, log_path: Path) -> int:
+def _ray_start(
+    args: list[str], *, auth: RayAuth, log_path: Path, env: Mapping[str, str] | None = None
+) -> int:
     """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id."""
     cmd = [
         ray_cli(), "start", f"--object-store-memory={OBJECT_STORE_BYTES}",
@@ -154,7 +159,7 @@ def _ray_start(args: list[str], *, auth: RayAuth, log_path: Path) -> int:
         "--include-log-monitor=false",
         *args,
     ]  # fmt: skip
-    env = os.environ | auth.env()
+    env = os.environ | dict(env or {}) | auth.env()
     env.pop("RAY_AUTH_TOKEN", None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as out:

@@ -117,12 +117,16 @@ class NodeResources(StrictModel):
     gpu: Annotated[StrictInt, BeforeValidator(_gpu_count), bounded(0, 64)] = 0
 
 
+# Every tag is a Ray resource of the node: a bound keeps a registration's size bounded too.
+MAX_NODE_TAGS = 256
+
+
 class NodeSection(StrictModel):
     id: Annotated[str, AfterValidator(_check_node_id)]
     type: Annotated[NodeType, BeforeValidator(_node_type)]
     region: Annotated[str, AfterValidator(_check_region)] = "local"
     tags: Annotated[list[Annotated[str, AfterValidator(validate_tag)]], AfterValidator(unique)] = (
-        Field(default_factory=list)
+        Field(default_factory=list, max_length=MAX_NODE_TAGS)
     )
     resources: NodeResources | None = None
 

@@ -1,0 +1,269 @@
+"""What keeps one caller from taking the API from everybody else.
+
+- `StreamLimits`: open watch/follow streams per token, per tenant and in all (below the
+  replica's request slots, so unary calls always find one), and each stream's lifetime.
+- `RateLimit`: submissions per token (a token bucket).
+- `BodyLimit`: an ASGI middleware for Serve's HTTP proxy (`proxy_middlewares`, loaded there
+  through RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH) that refuses a body over the limit by its
+  Content-Length before reading it, and a body without one once it has read past the limit.
+
+A refusal is `ApiProblem("rate_limited", ..., retry_after_s=N)`: 429 with `Retry-After` over
+REST, RESOURCE_EXHAUSTED over gRPC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aegis_ray.api.errors import ApiProblem
+
+# The default REST body limit: a manifest may be 1 MiB (control_plane.MAX_MANIFEST_BYTES);
+# the rest of a request (JSON around it, other bodies) is far smaller.
+MAX_BODY_BYTES = (1 << 20) + (64 << 10)
+BODY_LIMIT_ENV = "AEGIS_MAX_BODY_BYTES"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The API's limits (ControlPlaneConfig.limits; `aegis up` reads them from Settings)."""
+
+    # A join token lives at most this long; other tokens at most token_max_ttl_s.
+    join_token_max_ttl_s: float = 900.0
+    token_max_ttl_s: float = 365 * 86400.0
+    streams_per_token: int = 16
+    streams_per_tenant: int = 64
+    # All streams of the replica: below its max_ongoing_requests (deployment.py), so that
+    # unary calls (and /health) always find a request slot.
+    streams_total: int = 150
+    # A stream ends after this long; clients resume with their after_* cursors.
+    stream_max_s: float = 3600.0
+    # Submissions per token: a burst of `submit_burst`, refilled at `submit_per_s`.
+    submit_per_s: float = 5.0
+    submit_burst: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("streams_per_token", "streams_per_tenant", "streams_total", "submit_burst"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"api limit {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("stream_max_s", "submit_per_s", "join_token_max_ttl_s", "token_max_ttl_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"api limit {name} must be > 0, got {getattr(self, name)}")
+
+
+    @classmethod
+    def from_config(cls, values: dict[str, float]) -> Limits:
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown api limits: {', '.join(unknown)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def too_many(what: str, retry_after_s: float) -> ApiProblem:
+    seconds = max(1, math.ceil(retry_after_s))
+    return ApiProblem("rate_limited", f"{what}; retry after {seconds}s", retry_after_s=seconds)
+
+
+@dataclass
+class StreamLimits:
+    limits: Limits
+    per_key: dict[str, int] = field(default_factory=dict)
+
+    def _over(self, token_key: str, tenant: str) -> str | None:
+        lim = self.limits
+        if self.per_key.get("*", 0) >= lim.streams_total:
+            return f"this API replica serves {lim.streams_total} streams already"
+        if self.per_key.get("tenant:" + tenant, 0) >= lim.streams_per_tenant:
+            return f"tenant {tenant!r} has {lim.streams_per_tenant} streams open already"
+        if self.per_key.get("token:" + token_key, 0) >= lim.streams_per_token:
+            return f"this token has {lim.streams_per_token} streams open already"
+        return None
+
+    @contextlib.contextmanager
+    def slot(self, token_key: str, tenant: str) -> Iterator[None]:
+        """Hold one stream slot; refuses (429) past any of the limits."""
+        why = self._over(token_key, tenant)
+        if why is not None:
+            raise too_many(why, 5)
+        keys = ("*", "tenant:" + tenant, "token:" + token_key)
+        for k in keys:
+            self.per_key[k] = self.per_key.get(k, 0) + 1
+        try:
+            yield
+        finally:
+            for k in keys:
+                left = self.per_key[k] - 1
+                if left:
+                    self.per_key[k] = left
+                else:
+                    del self.per_key[k]
+
+    def bounded(
+        self, items: AsyncIterator[dict[str, Any]], token_key: str, tenant: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        """`items`, holding a slot (taken at once: a refusal comes before the first item)
+        until they end, the client goes, or the stream's lifetime is over: then it just ends,
+        and the client resumes after the last item it got."""
+        cm = self.slot(token_key, tenant)
+        cm.__enter__()
+        deadline = time.monotonic() + self.limits.stream_max_s
+
+        async def run() -> AsyncIterator[dict[str, Any]]:
+            try:
+                async for item in _until(items, deadline):
+                    yield item
+            finally:
+                cm.__exit__(None, None, None)
+                await _close(items)
+
+        return run()
+
+
+async def _until(
+    items: AsyncIterator[dict[str, Any]], deadline: float
+) -> AsyncIterator[dict[str, Any]]:
+    import asyncio
+
+    it = aiter(items)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            item = await asyncio.wait_for(anext(it), left)
+        except (StopAsyncIteration, TimeoutError):
+            return
+        yield item
+
+
+async def _close(items: AsyncIterator[dict[str, Any]]) -> None:
+    closer = getattr(items, "aclose", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+class RateLimit:
+    """A token bucket per key: `burst` at once, refilled at `per_s`."""
+
+    def __init__(self, per_s: float, burst: int, clock: Any = time.monotonic) -> None:
+        self.per_s, self.burst, self.clock = per_s, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str, what: str) -> None:
+        now = self.clock()
+        level, since = self._buckets.get(key, (float(self.burst), now))
+        level = min(float(self.burst), level + (now - since) * self.per_s)
+        if level < 1:
+            self._buckets[key] = (level, now)
+            raise too_many(what, (1 - level) / self.per_s)
+        self._buckets[key] = (level - 1, now)
+        if len(self._buckets) > 10_000:  # forget the full ones: they start full anyway
+            full = [k for k, (lv, _) in self._buckets.items() if lv >= self.burst - 1]
+            for k in full:
+                self._buckets.pop(k, None)
+
+
+# ---------------------------------------------------------------- the proxy's body limit
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 for a body over `limit` bytes, decided from Content-Length
+    before a byte of it is read; a body without Content-Length is read (up to the limit, then
+    refused) before the request goes on, so no more than `limit` bytes are ever held."""
+
+    def __init__(self, app: Any, limit: int | None = None) -> None:
+        self.app = app
+        self.limit = limit if limit is not None else body_limit()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                size = int(length)
+            except ValueError:
+                await _refuse(send, 400, "bad_request", "Content-Length is not a number")
+                return
+            if size > self.limit:
+                await _refuse(send, 413, "too_large", self._message(f"{size} bytes"))
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        # Chunked: read it here, bounded, then replay it.
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            total += len(message.get("body", b""))
+            if total > self.limit:
+                await _refuse(send, 413, "too_large", self._message(f"over {self.limit} bytes"))
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Any:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _message(self, size: str) -> str:
+        return f"request body of {size}: the limit is {self.limit} bytes"
+
+
+async def _refuse(send: Any, status: int, error: str, message: str) -> None:
+    body = json.dumps({"error": error, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def body_limit() -> int:
+    raw = os.environ.get(BODY_LIMIT_ENV)
+    if not raw:
+        return MAX_BODY_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{BODY_LIMIT_ENV}={raw!r}: expected a number of bytes") from None
+    if value < 1024:
+        raise ValueError(f"{BODY_LIMIT_ENV}={raw!r}: at least 1024 bytes")
+    return value
+
+
+def proxy_middlewares() -> list[Any]:
+    """Serve's HTTP proxy callback (RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH): Starlette
+    middlewares the proxy wraps around every request, before any body is read."""
+    from starlette.middleware import Middleware
+
+    return [Middleware(BodyLimit)]
