@@ -13,12 +13,13 @@ REST, RESOURCE_EXHAUSTED over gRPC.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,6 @@ class Limits:
             if not getattr(self, name) > 0:
                 raise ValueError(f"api limit {name} must be > 0, got {getattr(self, name)}")
 
-
     @classmethod
     def from_config(cls, values: dict[str, float]) -> Limits:
         unknown = sorted(set(values) - set(cls.__dataclass_fields__))
@@ -85,68 +85,78 @@ class StreamLimits:
             return f"this token has {lim.streams_per_token} streams open already"
         return None
 
-    @contextlib.contextmanager
-    def slot(self, token_key: str, tenant: str) -> Iterator[None]:
-        """Hold one stream slot; refuses (429) past any of the limits."""
+    def _take(self, token_key: str, tenant: str) -> tuple[str, ...]:
         why = self._over(token_key, tenant)
         if why is not None:
             raise too_many(why, 5)
         keys = ("*", "tenant:" + tenant, "token:" + token_key)
         for k in keys:
             self.per_key[k] = self.per_key.get(k, 0) + 1
-        try:
-            yield
-        finally:
-            for k in keys:
-                left = self.per_key[k] - 1
-                if left:
-                    self.per_key[k] = left
-                else:
-                    del self.per_key[k]
+        return keys
+
+    def _give_back(self, keys: tuple[str, ...]) -> None:
+        for k in keys:
+            left = self.per_key[k] - 1
+            if left:
+                self.per_key[k] = left
+            else:
+                del self.per_key[k]
 
     def bounded(
         self, items: AsyncIterator[dict[str, Any]], token_key: str, tenant: str
     ) -> AsyncIterator[dict[str, Any]]:
-        """`items`, holding a slot (taken at once: a refusal comes before the first item)
+        """`items`, holding a stream slot from now (a refusal comes before the first item)
         until they end, the client goes, or the stream's lifetime is over: then it just ends,
-        and the client resumes after the last item it got."""
-        cm = self.slot(token_key, tenant)
-        cm.__enter__()
-        deadline = time.monotonic() + self.limits.stream_max_s
-
-        async def run() -> AsyncIterator[dict[str, Any]]:
-            try:
-                async for item in _until(items, deadline):
-                    yield item
-            finally:
-                cm.__exit__(None, None, None)
-                await _close(items)
-
-        return run()
+        and the client resumes after the last item it got. A stream dropped before its first
+        item gives its slot back too."""
+        keys = self._take(token_key, tenant)
+        return _Bounded(items, lambda: self._give_back(keys), self.limits.stream_max_s)
 
 
-async def _until(
-    items: AsyncIterator[dict[str, Any]], deadline: float
-) -> AsyncIterator[dict[str, Any]]:
-    import asyncio
+class _Bounded:
+    """An async iterator over `items` that ends at its deadline and calls `release` exactly
+    once: when it ends, fails, is closed, or is dropped unstarted."""
 
-    it = aiter(items)
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
+    def __init__(
+        self, items: AsyncIterator[dict[str, Any]], release: Callable[[], None], max_s: float
+    ) -> None:
+        self._items = items
+        self._release: Callable[[], None] | None = release
+        self._deadline = time.monotonic() + max_s
+
+    def __aiter__(self) -> _Bounded:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        left = self._deadline - time.monotonic()
+        if self._release is None or left <= 0:
+            await self.aclose()
+            raise StopAsyncIteration
         try:
-            item = await asyncio.wait_for(anext(it), left)
+            return await asyncio.wait_for(anext(self._items), left)
         except (StopAsyncIteration, TimeoutError):
-            return
-        yield item
+            await self.aclose()
+            raise StopAsyncIteration from None
+        except BaseException:
+            await self.aclose()
+            raise
 
+    def _done(self) -> bool:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+            return True
+        return False
 
-async def _close(items: AsyncIterator[dict[str, Any]]) -> None:
-    closer = getattr(items, "aclose", None)
-    if closer is not None:
-        with contextlib.suppress(Exception):
-            await closer()
+    async def aclose(self) -> None:
+        if self._done():
+            closer = getattr(self._items, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+
+    def __del__(self) -> None:
+        self._done()
 
 
 class RateLimit:

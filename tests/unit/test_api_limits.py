@@ -51,6 +51,21 @@ def test_streams_past_a_tokens_limit_are_refused_with_retry_after_until_one_clos
     asyncio.run(main())
 
 
+def test_a_stream_dropped_before_its_first_item_gives_its_slot_back() -> None:
+    async def main() -> None:
+        limits = StreamLimits(Limits(streams_per_token=1))
+        stop = asyncio.Event()
+        limits.bounded(_forever(stop), "tok", "t")  # a response never sent: dropped at once
+        assert limits.per_key == {}
+        kept = limits.bounded(_forever(stop), "tok", "t")
+        assert limits.per_key["token:tok"] == 1
+        await kept.aclose()
+        await kept.aclose()  # twice: given back once
+        assert limits.per_key == {}
+
+    asyncio.run(main())
+
+
 def test_a_stream_ends_by_itself_when_its_lifetime_is_over() -> None:
     async def main() -> None:
         limits = StreamLimits(Limits(stream_max_s=0.3))
