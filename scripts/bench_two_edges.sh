@@ -57,11 +57,13 @@ cleanup() {
 trap cleanup EXIT
 
 env "${ORCH_ENV[@]}" aegis node start --config "$WORK/orch.yaml"
-TOKEN=$(env "${ORCH_ENV[@]}" aegis token create --join)
+# One join token per edge: each is for that node id and works once.
+env "${ORCH_ENV[@]}" aegis token create --join --node-id edge-a >"$WORK/edge-a.join"
+env "${ORCH_ENV[@]}" aegis token create --join --node-id edge-b >"$WORK/edge-b.join"
 # shellcheck disable=SC2046
-env AEGIS_HOME="$WORK/edge-a" aegis node start --config "$WORK/edge-a.yaml" --join-token "$TOKEN" $(ports 51000)
+env AEGIS_HOME="$WORK/edge-a" aegis node start --config "$WORK/edge-a.yaml" --join-token-file "$WORK/edge-a.join" $(ports 51000)
 # shellcheck disable=SC2046
-env AEGIS_HOME="$WORK/edge-b" aegis node start --config "$WORK/edge-b.yaml" --join-token "$TOKEN" $(ports 52000)
+env AEGIS_HOME="$WORK/edge-b" aegis node start --config "$WORK/edge-b.yaml" --join-token-file "$WORK/edge-b.join" $(ports 52000)
 sleep 5
 env "${ORCH_ENV[@]}" aegis nodes
 if [ $# -eq 0 ]; then set -- -n 40 -c 4; fi
