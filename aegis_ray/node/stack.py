@@ -237,7 +237,7 @@ def serve_proxy_env(settings: Settings) -> dict[str, str]:
     """What Serve's proxies read from their environment when Ray starts them: the REST body
     limit (a middleware refusing before the body is read) and gRPC's message size limit."""
     return {
-        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "aegis_ray.api.limits:proxy_middlewares",
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "aegis_ray.api.proxy_limits:proxy_middlewares",
         "AEGIS_MAX_BODY_BYTES": str(settings.max_body_bytes),
         "RAY_SERVE_GRPC_MAX_MESSAGE_SIZE": str(settings.grpc_max_message_bytes),
     }

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 PREFIX = "trust-"
 NOT_ADMIN_FIELDS = ("address", "version", "last_heartbeat", "ray_node_id")
 API_PORT = 28080  # the session stack's REST port (conftest)
+GRPC_ADDRESS = "127.0.0.1:28051"
 
 
 def _db(stack: Stack) -> str:
@@ -412,3 +413,19 @@ def test_a_user_sees_nodes_without_addresses_or_other_tenants_activity(
         assert '"address"' in shown  # the CLI's admin token sees them over gRPC too
     finally:
         admin.cancel(eid)
+
+
+def test_grpc_refuses_a_message_over_its_bound(stack: Stack) -> None:
+    """Serve's gRPC proxy accepts 2 GiB by default; aegis bounds it (16 MiB)."""
+    import grpc
+
+    from aegis_ray.rpc import executions_pb2 as ex
+    from aegis_ray.rpc.executions_pb2_grpc import ExecutionServiceStub
+
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    with grpc.insecure_channel(GRPC_ADDRESS, options=options) as channel:
+        stub = ExecutionServiceStub(channel)
+        huge = ex.SubmitExecutionRequest(manifest=ex.ManifestInput(yaml="x" * (20 << 20)))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SubmitExecution(huge, metadata=[("authorization", f"Bearer {stack.token}")])
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value

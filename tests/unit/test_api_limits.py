@@ -11,7 +11,8 @@ import pytest
 
 from aegis_ray.adapters.postgres.tokens import secret_admits
 from aegis_ray.api.errors import ApiProblem
-from aegis_ray.api.limits import BodyLimit, Limits, RateLimit, StreamLimits
+from aegis_ray.api.limits import Limits, RateLimit, StreamLimits
+from aegis_ray.api.proxy_limits import BodyLimit
 
 
 async def _forever(stop: asyncio.Event) -> AsyncIterator[dict[str, Any]]:
