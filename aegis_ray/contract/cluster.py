@@ -29,7 +29,7 @@ class Node(Body):
     """A node as placement sees it: Ray's live view merged with the registry."""
 
     node_id: str
-    ray_node_id: str | None
+    ray_node_id: str | None = Field(default=None, description="admin tokens only")
     role: str
     status: str
     tags: list[str]
@@ -37,10 +37,13 @@ class Node(Body):
     free: Capacity
     registered: bool
     region: str | None = None
-    version: str | None = None
-    address: str | None = None
-    last_heartbeat: Timestamp | None = None
-    executions: int | None = Field(default=None, description="executions placed there (list)")
+    version: str | None = Field(default=None, description="admin tokens only")
+    address: str | None = Field(default=None, description="admin tokens only")
+    last_heartbeat: Timestamp | None = Field(default=None, description="admin tokens only")
+    executions: int | None = Field(
+        default=None,
+        description="executions placed there (list); a non-admin token counts its own only",
+    )
 
 
 class NodePage(Body):
