@@ -429,3 +429,24 @@ def test_grpc_refuses_a_message_over_its_bound(stack: Stack) -> None:
         with pytest.raises(grpc.RpcError) as err:
             stub.SubmitExecution(huge, metadata=[("authorization", f"Bearer {stack.token}")])
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+
+
+def test_submissions_past_a_tokens_rate_are_refused_with_retry_after(
+    stack: Stack, api: httpx.Client
+) -> None:
+    """20 at once, then 5 a second (Settings' defaults). Manifests no node can fit are refused
+    after the rate is counted, so nothing runs."""
+    user = new_token(api, stack, role="user", tenant_id="trust-rate")["token"]
+    headers = bearer(user) | {"Content-Type": "application/yaml"}
+    text = agent_yaml("trust-huge", "true", memory="3Ti")
+    codes = []
+    for _ in range(40):
+        r = api.post("/v1/executions", content=text, headers=headers)
+        codes.append(r.status_code)
+        if r.status_code == 429:
+            assert int(r.headers["retry-after"]) >= 1 and r.json()["error"] == "rate_limited"
+            break
+    assert codes[:20] == [422] * 20 and codes[-1] == 429, codes
+    other = new_token(api, stack, role="user", tenant_id="trust-rate")["token"]
+    r = api.post("/v1/executions", content=text, headers=headers | bearer(other))
+    assert r.status_code == 422, r.text  # another token has its own budget
