@@ -22,7 +22,7 @@ Route = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
 def route(op: Op, a: dict[str, Any]) -> Route:
     """The HTTP request of one operation (paths and parameters of aegis_ray/api/rest.py)."""
     execution = f"/v1/executions/{quote(a.get('execution_id', ''), safe='')}"
-    node = f"/v1/nodes/{quote(a.get('node_id', ''), safe='')}"
+    node = f"/v1/nodes/{quote(a.get('node_id') or '', safe='')}"
     match op:
         case Op.health:
             return "GET", "/health", {}

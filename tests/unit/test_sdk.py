@@ -188,3 +188,37 @@ def test_from_env_finds_the_api_and_token_as_the_cli_does(
     monkeypatch.setenv("AEGIS_API_URL", "http://api.example:9000")
     monkeypatch.setenv("AEGIS_API_TOKEN", "aegis_user")
     assert Client.from_env().transport.target == "http://api.example:9000"
+
+
+def test_token_operations_have_rest_routes_and_grpc_requests() -> None:
+    """Every token operation, with its optional arguments left out, as each transport sends
+    it (a None in a path or message would fail before anything is sent)."""
+    from aegis_ray.sdk import grpc as over_grpc
+    from aegis_ray.sdk.operations import Operations
+    from aegis_ray.sdk.rest import route
+
+    requests = [
+        Operations.create_token.build(),
+        Operations.create_token.build(role="join", node_id="edge-1", ttl_s=300),
+        Operations.tokens.build(revoked=True),
+        Operations.revoke_token.build("5b0c7f0e-0000-4000-8000-000000000001"),
+        Operations.rotate_admin_token.build(),
+        Operations.rotate_join_secret.build("s" * 32),
+    ]
+    paths = [route(r.op, r.args)[:2] for r in requests]
+    assert paths == [
+        ("POST", "/v1/tokens"),
+        ("POST", "/v1/tokens"),
+        ("GET", "/v1/tokens"),
+        ("POST", "/v1/tokens/5b0c7f0e-0000-4000-8000-000000000001/revoke"),
+        ("POST", "/v1/tokens/rotate-admin"),
+        ("POST", "/v1/tokens/join-secret"),
+    ]
+    assert route(requests[0].op, requests[0].args)[2]["json"] == {
+        "role": "user",
+        "description": "",
+        "eternal": False,
+    }
+    for r in requests:
+        service, method, build = over_grpc.RPCS[r.op]
+        assert build(r.args).DESCRIPTOR.name.endswith("Request"), method
