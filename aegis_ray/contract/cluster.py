@@ -93,6 +93,7 @@ class Health(Body):
     database: str | None = None
     temporal: str | None = None
     worker: str | None = None
+    secrets: str | None = Field(default=None, description="OpenBao: ok, sealed or unavailable")
 
 
 class Token(Body):

@@ -26,6 +26,8 @@ class ErrorName(StrEnum):
     unschedulable = "unschedulable"
     database_unavailable = "database_unavailable"
     temporal_unavailable = "temporal_unavailable"
+    secrets_unavailable = "secrets_unavailable"
+    secret_not_found = "secret_not_found"
     internal = "internal"
 
 
@@ -42,6 +44,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     E.unschedulable: (422, "FAILED_PRECONDITION"),
     E.database_unavailable: (503, "UNAVAILABLE"),
     E.temporal_unavailable: (503, "UNAVAILABLE"),
+    E.secrets_unavailable: (503, "UNAVAILABLE"),
+    E.secret_not_found: (422, "FAILED_PRECONDITION"),
     E.internal: (500, "INTERNAL"),
 }
 # The HTTP status a client reports for a gRPC code that came without an error body.
@@ -66,7 +70,8 @@ class Problem(BaseModel):
 
 class ErrorBody(BaseModel):
     """Every refusal's body. Details depend on the error: `problems` (bad_request,
-    invalid_manifest, with `source`), `plan` (unschedulable), `state` (already_finished)."""
+    invalid_manifest, with `source`; secret_not_found: the field and the reference),
+    `plan` (unschedulable), `state` (already_finished), `sealed` (secrets_unavailable)."""
 
     model_config = ConfigDict(extra="allow")
     error: str
@@ -75,3 +80,4 @@ class ErrorBody(BaseModel):
     problems: list[Problem] | None = None
     plan: PlanResult | None = None
     state: str | None = None
+    sealed: bool | None = None

@@ -11,7 +11,9 @@
         ├── Unauthenticated     unauthenticated, forbidden
         ├── NotFound            not_found
         ├── AlreadyFinished     already_finished (`body["state"]`)
-        └── Unavailable         database_unavailable, temporal_unavailable
+        ├── UnknownSecret       secret_not_found (`body["problems"]`: field, reference)
+        └── Unavailable         database_unavailable, temporal_unavailable,
+                                secrets_unavailable (`body["sealed"]`)
 
 Both transports raise the same error with the same body for the same refusal.
 """
@@ -73,6 +75,10 @@ class AlreadyFinished(ApiError):
     pass
 
 
+class UnknownSecret(ApiError):
+    pass
+
+
 class Unavailable(ApiError):
     pass
 
@@ -89,4 +95,6 @@ _BY_NAME: dict[str, type[ApiError]] = {
     E.already_finished: AlreadyFinished,
     E.database_unavailable: Unavailable,
     E.temporal_unavailable: Unavailable,
+    E.secrets_unavailable: Unavailable,
+    E.secret_not_found: UnknownSecret,
 }

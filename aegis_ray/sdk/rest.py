@@ -23,6 +23,7 @@ def route(op: Op, a: dict[str, Any]) -> Route:
     """The HTTP request of one operation (paths and parameters of aegis_ray/api/rest.py)."""
     execution = f"/v1/executions/{quote(a.get('execution_id', ''), safe='')}"
     node = f"/v1/nodes/{quote(a.get('node_id', ''), safe='')}"
+    secret = f"/v1/secrets/{quote(a.get('name', ''), safe='')}"
     match op:
         case Op.health:
             return "GET", "/health", {}
@@ -67,6 +68,14 @@ def route(op: Op, a: dict[str, Any]) -> Route:
         case Op.create_token:
             body = {k: a[k] for k in ("role", "ttl_s", "description")}
             return "POST", "/v1/tokens", {"json": body}
+        case Op.put_secret:
+            return "PUT", secret, {"json": {"data": a["data"]}}
+        case Op.secrets:
+            return "GET", "/v1/secrets", {}
+        case Op.secret:
+            return "GET", secret, {}
+        case Op.delete_secret:
+            return "DELETE", secret, {}
     raise ValueError(f"no REST route for operation {op!r}")
 
 

@@ -38,6 +38,10 @@ class Op(StrEnum):
     create_token = "create_token"
     cluster_events = "cluster_events"
     watch_cluster = "watch_cluster"
+    put_secret = "put_secret"
+    secrets = "secrets"
+    secret = "secret"
+    delete_secret = "delete_secret"
 
 
 @dataclass(frozen=True)

@@ -199,7 +199,7 @@ def test_bad_env_is_rejected(env: dict[str, Any], fragment: str) -> None:
     [
         ("bogus", "apiVersion, kind, metadata, spec"),
         ("metadata.owner", "name, version, labels"),
-        ("spec.resources", "runtime, task, env, security, execution"),
+        ("spec.resources", "runtime, task, env, secret_files, security, execution"),
         ("spec.security.resources.cpus", "cpu, memory, disk, gpu, timeout"),
         ("spec.execution.tags", "target_tags, timeout, max_retries"),
     ],

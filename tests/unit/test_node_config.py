@@ -51,11 +51,17 @@ SERVICES: dict[str, Any] = {
     "database": {"url": "postgresql://aegis@db/aegis"},
     "temporal": {"address": "temporal:7233"},
 }
+# An external OpenBao, reached with the control plane's AppRole.
+SECRETS: dict[str, Any] = {
+    "backend": "openbao",
+    "address": "https://openbao:8200",
+    "approle": {"role_id": "aegis", "secret_id_file": "/etc/aegis/openbao-secret-id"},
+    "ca_file": "/etc/aegis/openbao-ca.pem",
+}
 # Sections the deployment document shows that no code reads yet: refused until wired.
 NOT_WIRED: dict[str, Any] = {
     "llm_providers": [{"name": "local", "type": "ollama", "endpoint": "http://llm:11434"}],
     "storage": {"backend": "seaweedfs", "filer_url": "http://seaweedfs:8888"},
-    "secrets": {"backend": "openbao", "address": "http://openbao:8200"},
 }
 
 
@@ -121,7 +127,6 @@ def test_every_unwired_key_is_reported_at_once() -> None:
     assert paths == [
         "spec.llm_providers",
         "spec.storage",
-        "spec.secrets",
         "spec.runtime.nfs_server_host",
     ]
 
@@ -228,7 +233,7 @@ def test_bad_node_section_names_the_key(node: dict[str, Any], path: str, fragmen
         ("storage", {"backend": "seaweedfs"}, "spec.storage.filer_url", "required"),
         (
             "secrets",
-            {"backend": "openbao", "address": "bao:8200"},
+            {"address": "bao:8200", "approle": {"role_id": "r", "secret_id_env": "ID"}},
             "spec.secrets.address",
             "not an http(s) URL",
         ),

@@ -20,6 +20,7 @@ from aegis_ray.contract.errors import ERRORS, GRPC_TO_HTTP
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
+from aegis_ray.rpc import secrets_pb2 as sc
 from aegis_ray.rpc.convert import health_body, health_message, manifest_message, to_dict, to_message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def test_rpc_names_are_unique_across_services() -> None:
     # service: two services with a `List` would reach the same method.
     names = [
         method.name
-        for module in (ex, nd)
+        for module in (ex, nd, sc)
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     ]
