@@ -16,6 +16,7 @@ from rich.table import Table
 
 from aegis_ray.cli.render import Output, console, emit, short_time
 from aegis_ray.cli.session import EXIT_BAD_INPUT, OutputOpt, call, fail, session
+from aegis_ray.core.secrets import check_name
 
 app = typer.Typer(help="Secrets of your tenant (values are write-only).", no_args_is_help=True)
 
@@ -83,6 +84,14 @@ def _read(path: Path) -> str:
         raise PairError(f"{path} is not UTF-8 text") from None
 
 
+def _name(name: str) -> str:
+    """The secret name, checked here: a '/' in it would change the URL it is sent to."""
+    try:
+        return check_name(name)
+    except ValueError as err:
+        fail(str(err), EXIT_BAD_INPUT)
+
+
 def secrets_table(items: list[dict[str, object]]) -> Table:
     t = Table(box=None, header_style="bold")
     for column in ("NAME", "KEYS", "VERSION", "UPDATED"):
@@ -109,6 +118,7 @@ def put(
     output: OutputOpt = Output.table,
 ) -> None:
     """Write a secret: a new version holding exactly these keys (the old keys are replaced)."""
+    name = _name(name)
     try:
         data = parse_pairs(pairs or [], from_file, sys.stdin)
     except PairError as err:
@@ -133,7 +143,7 @@ def list_(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
 @app.command("get")
 def get(ctx: typer.Context, name: str, output: OutputOpt = Output.table) -> None:
     """One secret's names of keys and version (its values are never shown)."""
-    meta = call(session(ctx).client().secret, name).to_json()
+    meta = call(session(ctx).client().secret, _name(name)).to_json()
     if not emit(meta, output):
         console.print(secrets_table([meta]))
 
@@ -141,6 +151,6 @@ def get(ctx: typer.Context, name: str, output: OutputOpt = Output.table) -> None
 @app.command("delete")
 def delete(ctx: typer.Context, name: str, output: OutputOpt = Output.table) -> None:
     """Delete a secret with every version; executions referring to it fail to launch."""
-    res = call(session(ctx).client().delete_secret, name).to_json()
+    res = call(session(ctx).client().delete_secret, _name(name)).to_json()
     if not emit(res, output):
         console.print(f"deleted secret [bold]{res['name']}[/]", highlight=False)

@@ -21,7 +21,9 @@ MARK = "[REDACTED:{ref}]"
 
 
 def encoded_forms(value: str) -> list[str]:
-    """The forms of a value that are replaced, longest first."""
+    """The forms of a value that are replaced, longest first (none for a short value)."""
+    if len(value) < MIN_CHARS:
+        return []
     raw = value.encode()
     forms = {value, json.dumps(value)[1:-1], quote(value, safe=""), quote_plus(value)}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from docker.errors import NotFound
 from docker.types import Mount
+from hvac.exceptions import VaultError
 
 from aegis_ray.adapters.docker.container import (
     LABEL_NODE,
@@ -469,6 +470,8 @@ def _redeem(spec: ContainerSpec) -> dict[str, str]:
         raise LaunchError("secret_not_found", str(err)) from None
     except SecretsUnavailable as err:
         raise LaunchError("secrets_unavailable", str(err)) from None
+    except VaultError as err:  # OpenBao's own error text: it never holds a value
+        raise LaunchError("secrets_unavailable", f"OpenBao refused: {err}") from None
 
 
 def _withhold(text: str) -> str:

@@ -252,3 +252,40 @@ def test_service_sections_are_strict(section: str, value: Any, path: str, fragme
     err = error_of(doc)
     assert [p.path for p in err.problems] == [path]
     assert fragment in str(err)
+
+
+def test_an_orchestrator_names_an_external_openbao_reached_with_approle() -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["secrets"] = SECRETS
+    secrets = parse_node_config(doc).spec.secrets
+    assert secrets is not None and secrets.approle.role_id == "aegis"
+    assert (secrets.mount, secrets.approle.mount) == ("secret", "approle")
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"),
+    [
+        ({"approle": {"role_id": "r"}}, "spec.secrets.approle.secret_id_env", "exactly one"),
+        ({"approle": {"role_id": "r", "secret_id_env": "A", "secret_id_file": "/f"}},
+         "spec.secrets.approle.secret_id_env", "exactly one"),
+        ({"approle": {"role_id": "r", "secret_id_env": "1A"}},
+         "spec.secrets.approle.secret_id_env", "not an environment variable name"),
+        ({"address": "http://openbao:8200"}, "spec.secrets.ca_file", "only used with an https"),
+        ({"approle": {"role_id": "r", "secret_id": "s3cr3t"}}, "spec.secrets.approle.secret_id",
+         "unknown key"),
+    ],
+)  # fmt: skip
+def test_the_secrets_section_is_strict(change: dict[str, Any], path: str, fragment: str) -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["secrets"] = SECRETS | change
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == [path]
+    assert fragment in str(err)
+
+
+def test_an_edge_refuses_a_secrets_section_it_would_never_use() -> None:
+    doc = node_doc(type="edge", resources={"cpu_cores": 2, "memory_gb": 4})
+    doc["spec"] |= {"secrets": SECRETS, "runtime": {"orchestrator_url": "http://orch:8080"}}
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == ["spec.secrets"]
+    assert "an edge node runs no control plane" in str(err)
