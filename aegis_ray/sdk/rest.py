@@ -23,7 +23,7 @@ def route(op: Op, a: dict[str, Any]) -> Route:
     """The HTTP request of one operation (paths and parameters of aegis_ray/api/rest.py)."""
     execution = f"/v1/executions/{quote(a.get('execution_id', ''), safe='')}"
     node = f"/v1/nodes/{quote(a.get('node_id', ''), safe='')}"
-    secret = f"/v1/secrets/{quote(a.get('name', ''), safe='')}"
+    secret = f"/v1/secrets/{quote(a.get('name') or '', safe='')}"  # list's `name` may be None
     match op:
         case Op.health:
             return "GET", "/health", {}
