@@ -10,7 +10,6 @@ the gRPC layer converts them to messages field by field, so both transports carr
 from __future__ import annotations
 
 import re
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -27,6 +26,7 @@ from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
 from aegis_ray.api.auth import Caller, TokenCache
 from aegis_ray.api.context import Connections, TemporalUnavailable
 from aegis_ray.api.errors import ApiProblem, not_found
+from aegis_ray.api.secret_operations import SecretOperations
 from aegis_ray.contract.cluster import NodeIdentity, TokenRequest
 from aegis_ray.core.interleave import Interleaver
 from aegis_ray.core.models.agent import AgentManifest
@@ -37,7 +37,6 @@ from aegis_ray.core.naming import SEARCH_AGENT, SEARCH_TENANT, WORKFLOW_NAME, wo
 from aegis_ray.core.placement.demand import demand_of
 from aegis_ray.core.placement.dimensions import Resources
 from aegis_ray.core.placement.fit import NodeFacts, PlanResult, plan
-from aegis_ray.core.secrets import check_name, check_secret_data
 
 # Watchers are woken by PostgreSQL notifications; this is only the backstop for a lost one.
 FOLLOW_FALLBACK_S = 5.0
@@ -135,40 +134,11 @@ def _parse_cursor(before: str | None) -> tuple[datetime | None, uuid.UUID | None
         raise ApiProblem("bad_request", f"before={before!r} is not a paging cursor") from None
 
 
-def secret_data(body: Any) -> dict[str, str]:
-    """The KEY -> VALUE pairs of a put, checked; a refusal names keys and never a value."""
-    data = body.get("data") if isinstance(body, dict) else None
-    extra = sorted(set(body) - {"data"}) if isinstance(body, dict) else []
-    if not isinstance(data, dict) or extra:
-        why = f"unknown keys {extra}" if extra else "no `data` object"
-        raise ApiProblem(
-            "bad_request",
-            f"body: {why}; send {{\"data\": {{\"KEY\": \"VALUE\", ...}}}}",
-            problems=[{"path": "body.data", "message": why}],
-        )
-    problems = check_secret_data(data)
-    if problems:
-        raise ApiProblem(
-            "bad_request",
-            "body.data: " + "; ".join(problems),
-            problems=[{"path": "body.data", "message": p} for p in problems],
-        )
-    return data
-
-
-def _secret_name(name: str) -> str:
-    try:
-        return check_name(name)
-    except ValueError as err:
-        problems = [{"path": "name", "message": str(err)}]
-        raise ApiProblem("bad_request", str(err), problems=problems) from None
-
-
 def _finished(rec: ExecutionRecord) -> ApiProblem:
     return ApiProblem("already_finished", f"execution is {rec.state.value}", state=rec.state.value)
 
 
-class ControlPlane:
+class ControlPlane(SecretOperations):
     """One replica's view of the control plane: its connections, token cache and worker."""
 
     def __init__(self, conns: Connections, tokens: TokenCache, worker: Any = None) -> None:
@@ -481,55 +451,6 @@ class ControlPlane:
                     await changes.wait(FOLLOW_FALLBACK_S)
 
         return stream()
-
-
-    # ------------------------------------------------------------ secrets
-
-    async def _check_secret_references(self, who: Caller, manifest: AgentManifest) -> None:
-        """Refuse a manifest naming a secret or key the tenant does not have (before anything
-        is written); key names come from metadata, no value is read."""
-        refs = manifest.spec.secret_references()
-        if not refs:
-            return
-        store = self.conns.secrets()
-        names = sorted({r.ref.name for r in refs})
-        found = await asyncio.gather(
-            *(asyncio.to_thread(store.keys, who.tenant_id, n) for n in names)
-        )
-        keys = dict(zip(names, found, strict=True))
-        problems = []
-        for r in refs:
-            have = keys[r.ref.name]
-            if have is None:
-                why = f"this tenant has no secret {r.ref.name!r}"
-            elif r.ref.key not in have:
-                why = f"secret {r.ref.name!r} has no key {r.ref.key!r}"
-            else:
-                continue
-            problems.append({"path": r.field, "message": why, "value": str(r.ref)})
-        if problems:
-            text = "; ".join(f"{p['path']}: {p['message']} ({p['value']})" for p in problems)
-            raise ApiProblem("secret_not_found", text, problems=problems)
-
-    async def put_secret(self, who: Caller, name: str, body: Any) -> dict[str, Any]:
-        """Write a new version of a secret of the caller's tenant; its metadata."""
-        name, data = _secret_name(name), secret_data(body)
-        store = self.conns.secrets()
-        return await asyncio.to_thread(store.put, who.tenant_id, name, data)
-
-    async def list_secrets(self, who: Caller) -> dict[str, Any]:
-        store = self.conns.secrets()
-        return {"items": await asyncio.to_thread(store.list, who.tenant_id)}
-
-    async def get_secret(self, who: Caller, name: str) -> dict[str, Any]:
-        store = self.conns.secrets()
-        return await asyncio.to_thread(store.get, who.tenant_id, _secret_name(name))
-
-    async def delete_secret(self, who: Caller, name: str) -> dict[str, Any]:
-        store = self.conns.secrets()
-        await asyncio.to_thread(store.delete, who.tenant_id, _secret_name(name))
-        return {"name": name, "deleted": True}
-
     # ------------------------------------------------------------ nodes and tokens
 
     async def list_nodes(self) -> dict[str, Any]:
