@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from aegis_ray.adapters.docker.container import LaunchError
 BASE = Path("/dev/shm/aegis-secrets")
 CONTAINER_UID = CONTAINER_GID = 65534  # runtime.NOBODY
 _MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")
+# Another agent on this host (one per node, several nodes on one engine) may be creating a
+# container right now: its fresh files are not a leftover.
+LEFTOVER_AFTER_S = 300.0
 
 
 def filesystem_of(path: Path, mounts: Path = Path("/proc/self/mounts")) -> str | None:
@@ -99,5 +103,7 @@ class SecretFiles:
             return
         keep = set(container_names)
         for folder in self.base.iterdir():
-            if folder.name not in keep:
-                self.remove(folder.name)
+            with contextlib.suppress(FileNotFoundError):
+                old = time.time() - folder.stat().st_mtime > LEFTOVER_AFTER_S
+                if folder.name not in keep and old:
+                    self.remove(folder.name)
