@@ -168,7 +168,9 @@ def test_secrets_go_to_the_external_openbao_through_the_approle(external: Extern
     assert "secret ext version 1: token" in put.stdout
     root = hvac.Client(url=external.openbao.address, token=external.openbao._root())
     kv = root.secrets.kv.v2
-    stored = kv.read_secret_version("aegis/tenants/default/ext", mount_point="secret")
+    stored = kv.read_secret_version(
+        "aegis/tenants/default/ext", mount_point="secret", raise_on_deleted_version=True
+    )
     assert stored["data"]["data"] == {"token": "external-value-1234"}
 
     client = stack.client()
