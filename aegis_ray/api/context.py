@@ -13,9 +13,9 @@ from typing import Any
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.openbao.client import OpenBaoAccess, SecretsUnavailable
 from aegis_ray.adapters.openbao.store import SecretStore
+from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore

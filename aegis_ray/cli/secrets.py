@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from aegis_ray.cli.render import Output, console, emit, short_time
-from aegis_ray.cli.session import EXIT_BAD_INPUT, OutputOpt, call, fail, session
+from aegis_ray.cli.render import Column, Output, age, console, emit, show, table
+from aegis_ray.cli.session import EXIT_BAD_INPUT, OutputOpt, call, examples, fail, session
 from aegis_ray.core.secrets import check_name
 
 app = typer.Typer(help="Secrets of your tenant (values are write-only).", no_args_is_help=True)
@@ -92,22 +93,32 @@ def _name(name: str) -> str:
         fail(str(err), EXIT_BAD_INPUT)
 
 
-def secrets_table(items: list[dict[str, object]]) -> Table:
-    t = Table(box=None, header_style="bold")
-    for column in ("NAME", "KEYS", "VERSION", "UPDATED"):
-        t.add_column(column, no_wrap=column != "KEYS")
+SECRET_COLUMNS = (
+    Column("NAME"), Column("VERSION"), Column("UPDATED"), Column("KEYS", flexible=True)
+)
+
+
+def secrets_table(items: list[dict[str, object]], output: Output = Output.table) -> Table:
+    rows = []
     for s in items:
         keys = s.get("keys") or []
-        t.add_row(
-            str(s["name"]),
-            ", ".join(str(k) for k in keys) if isinstance(keys, list) else "",
+        rows.append([
+            escape(str(s["name"])),
             str(s.get("version", "")),
-            short_time(str(s.get("updated_at") or "")),
-        )
-    return t
+            age(str(s.get("updated_at") or "")),
+            escape(", ".join(str(k) for k in keys) if isinstance(keys, list) else ""),
+        ])
+    return table(SECRET_COLUMNS, rows, output)
 
 
-@app.command("put")
+@app.command(
+    "put",
+    epilog=examples(
+        "aegis secret put openai api_key=@key.txt",
+        "printf 'api_key=sk-...\\n' | aegis secret put openai -",
+        "aegis secret put openai --from-file openai.env",
+    ),
+)
 def put(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="the secret's name, e.g. openai")],
@@ -132,23 +143,23 @@ def put(
         )
 
 
-@app.command("list")
+@app.command("list", epilog=examples("aegis secret list", "aegis secret list -o json"))
 def list_(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     """Your tenant's secrets: names, keys and versions, never values."""
     items = [s.to_json() for s in call(session(ctx).client().secrets).items]
     if not emit(items, output):
-        console.print(secrets_table(items))
+        show(secrets_table(items, output))
 
 
-@app.command("get")
+@app.command("get", epilog=examples("aegis secret get openai"))
 def get(ctx: typer.Context, name: str, output: OutputOpt = Output.table) -> None:
     """One secret's names of keys and version (its values are never shown)."""
     meta = call(session(ctx).client().secret, _name(name)).to_json()
     if not emit(meta, output):
-        console.print(secrets_table([meta]))
+        show(secrets_table([meta], output))
 
 
-@app.command("delete")
+@app.command("delete", epilog=examples("aegis secret delete openai"))
 def delete(ctx: typer.Context, name: str, output: OutputOpt = Output.table) -> None:
     """Delete a secret with every version; executions referring to it fail to launch."""
     res = call(session(ctx).client().delete_secret, _name(name)).to_json()

@@ -36,7 +36,7 @@ async def delivery(
     tenant_id: str,
     manifest: AgentManifest,
     *,
-    waiting: Callable[[str], Awaitable[None]],
+    waiting: Callable[[str], Awaitable[object]],
     wait_s: float = SECRETS_WAIT_S,
 ) -> SecretDelivery | None:
     """The secret delivery of an attempt (None if its manifest references no secret).

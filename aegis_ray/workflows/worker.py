@@ -10,8 +10,8 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.openbao.store import SecretStore
+from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.workflows.activities import ExecutionActivities
