@@ -34,7 +34,8 @@ from aegis_ray.node.stack import UpState
 from tests.e2e.conftest import AEGIS, REPO, Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import EXECUTION_LABEL, wait_state
-from tests.e2e.test_node_agent_executions import _node_agent, _wait_until
+from tests.e2e.test_node_agent_executions import _node_agent
+from tests.e2e.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 VALUE = f"sk-canary-{secrets.token_hex(12)}"
@@ -393,7 +394,7 @@ def test_a_restarted_node_agent_keeps_redacting_the_container_it_takes_over(
     c = stack.client()
     eid = c.submit(with_secrets("outlives-agent-secret", script, refs, timeout="120s")).id
     wait_state(c, eid, {"RUNNING"})
-    _wait_until(lambda: len(lines_of(stack, eid)) >= 5, 30, "some lines are stored")
+    wait_until(lambda: len(lines_of(stack, eid)) >= 5, 30, "some lines are stored")
     agent = _node_agent(stack)
     pid = ray.get(agent.ping.remote(), timeout=30)["pid"]
     os.kill(pid, signal.SIGKILL)
