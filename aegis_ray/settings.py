@@ -1,8 +1,9 @@
 """Runtime settings of one aegis installation, read from the environment (prefix ``AEGIS_``).
 
 Everything `aegis up` starts lives under ``home`` (default ``~/.aegis``). Where an external URL
-is given (``AEGIS_DATABASE_URL``, ``AEGIS_TEMPORAL_ADDRESS``, or the NodeConfig's
-``spec.database`` / ``spec.temporal``), that service is used and nothing is started for it.
+is given (``AEGIS_DATABASE_URL``, ``AEGIS_TEMPORAL_ADDRESS``, ``AEGIS_OPENBAO_ADDR``, or the
+NodeConfig's ``spec.database`` / ``spec.temporal`` / ``spec.secrets``), that service is used and
+nothing is started for it.
 A value set here in the environment wins over the NodeConfig's.
 """
 
@@ -51,6 +52,16 @@ class Settings(BaseSettings):
     # `aegis up --monitoring`: the Prometheus it starts (loopback).
     prometheus_port: int = 9090
     task_queue: str = TASK_QUEUE
+    # OpenBao: an external server (with the AppRole the control plane logs in with), else the
+    # embedded one `aegis up` starts on 127.0.0.1:openbao_port (and openbao_port + 1 for its
+    # cluster listener). The secret id: the value itself, or a file only this user can read.
+    openbao_addr: str | None = None
+    openbao_role_id: str | None = None
+    openbao_secret_id: SecretStr | None = None
+    openbao_secret_id_file: Path | None = None
+    openbao_ca_file: Path | None = None
+    openbao_mount: str = "secret"
+    openbao_port: int = 8200
     # Where CLI commands send their requests; defaults to http://api_host:api_port.
     api_url: str | None = None
     api_token: str | None = None

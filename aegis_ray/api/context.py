@@ -1,7 +1,7 @@
-"""Connections a control-plane replica holds: PostgreSQL pool and Temporal client.
+"""Connections a control-plane replica holds: PostgreSQL pool, Temporal client, OpenBao.
 
-Both are opened lazily and reopened after a failure, so a replica started while PostgreSQL or
-Temporal is down keeps serving (503 for what needs them) and recovers on its own.
+Each is opened lazily and reopened after a failure, so a replica started while PostgreSQL,
+Temporal or OpenBao is down keeps serving (503 for what needs them) and recovers on its own.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from aegis_ray.adapters.openbao.client import OpenBaoAccess, SecretsUnavailable
+from aegis_ray.adapters.openbao.store import SecretStore
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
@@ -39,6 +41,10 @@ class ControlPlaneConfig:
     ray_token_path: str | None = None
     # Issue 12's limits (api/limits.py Limits' fields; `aegis up`: Settings.api_limits).
     limits: dict[str, float] = field(default_factory=dict)
+    # OpenBao and the control plane's AppRole (OpenBaoAccess's fields). Only where the secret id
+    # is (a private file, or a variable of the replica's environment) travels here: these args
+    # are kept in Ray's GCS.
+    openbao: dict[str, Any] | None = None
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ControlPlaneConfig:
@@ -56,6 +62,8 @@ class Connections:
         self._temporal: Client | None = None
         self._search_attributes: bool | None = None
         self._lock = asyncio.Lock()
+        access = OpenBaoAccess(**config.openbao) if config.openbao else None
+        self.secret_store = SecretStore(access) if access is not None else None
 
     async def pool(self) -> Any:
         if self._pool is None:
@@ -75,6 +83,11 @@ class Connections:
 
     async def cluster_events(self) -> ClusterEventStore:
         return ClusterEventStore(await self.pool())
+
+    def secrets(self) -> SecretStore:
+        if self.secret_store is None:
+            raise SecretsUnavailable("this control plane has no OpenBao configured")
+        return self.secret_store
 
     async def temporal(self) -> Client:
         if self._temporal is None:
@@ -124,4 +137,6 @@ class Connections:
         except Exception as err:
             self._temporal = None
             out["temporal"] = f"unavailable: {err}"
+        if self.secret_store is not None:
+            out["secrets"] = await asyncio.to_thread(self.secret_store.health)
         return out

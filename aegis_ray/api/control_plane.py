@@ -29,6 +29,7 @@ from aegis_ray.api.auth import Caller, TokenCache
 from aegis_ray.api.context import Connections, TemporalUnavailable
 from aegis_ray.api.errors import ApiProblem, not_found
 from aegis_ray.api.limits import Limits, RateLimit, StreamLimits
+from aegis_ray.api.secret_operations import SecretOperations
 from aegis_ray.contract.cluster import JoinSecretRequest, NodeIdentity, TokenRequest
 from aegis_ray.core.interleave import Interleaver
 from aegis_ray.core.models.agent import AgentManifest
@@ -156,7 +157,7 @@ def _finished(rec: ExecutionRecord) -> ApiProblem:
     return ApiProblem("already_finished", f"execution is {rec.state.value}", state=rec.state.value)
 
 
-class ControlPlane:
+class ControlPlane(SecretOperations):
     """One replica's view of the control plane: its connections, token cache and worker."""
 
     def __init__(self, conns: Connections, tokens: TokenCache, worker: Any = None) -> None:
@@ -224,6 +225,7 @@ class ControlPlane:
         result = plan(demand_of(manifest), view.nodes)
         if not result.feasible:
             raise ApiProblem("unschedulable", result.summary(), plan=plan_body(result))
+        await self._check_secret_references(who, manifest)
         c = self.conns
         client = await c.temporal()  # fail before writing anything if Temporal is down
         store = await c.executions()

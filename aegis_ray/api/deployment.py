@@ -41,7 +41,10 @@ class AegisAPI(GrpcMethods):
         # The API's own Temporal client runs the worker: submissions can then start workflows
         # eagerly on it.
         self.worker = await start_worker(
-            await conns.pool(), await conns.temporal(), task_queue=c.task_queue
+            await conns.pool(),
+            await conns.temporal(),
+            task_queue=c.task_queue,
+            secrets=conns.secret_store,
         )
         self.plane = ControlPlane(conns, TokenCache(), self.worker)
 

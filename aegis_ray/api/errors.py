@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from aegis_ray.adapters.openbao.client import SecretNotFound, SecretsUnavailable
 from aegis_ray.adapters.postgres.db import StoreUnavailable
 from aegis_ray.api.context import TemporalUnavailable
 from aegis_ray.contract.errors import ERRORS
@@ -59,6 +60,8 @@ def refusal_types() -> tuple[type[Exception], ...]:
         asyncpg.InterfaceError,
         ConnectionError,
         TemporalUnavailable,
+        SecretsUnavailable,
+        SecretNotFound,
     )
 
 
@@ -76,4 +79,8 @@ def as_problem(exc: BaseException) -> ApiProblem | None:
         return ApiProblem("database_unavailable", f"PostgreSQL connection failed: {exc}")
     if isinstance(exc, TemporalUnavailable):
         return ApiProblem("temporal_unavailable", str(exc))
+    if isinstance(exc, SecretsUnavailable):
+        return ApiProblem("secrets_unavailable", str(exc), sealed=exc.sealed)
+    if isinstance(exc, SecretNotFound):
+        return not_found(f"secret {exc.name!r}")
     return None

@@ -38,6 +38,7 @@ from aegis_ray.core.models.loading import problems_of
 from aegis_ray.core.models.node import NodeStatus
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
+from aegis_ray.rpc import secrets_pb2 as sc
 from aegis_ray.rpc.convert import health_message, to_dict, to_message
 
 log = logging.getLogger(__name__)
@@ -272,4 +273,14 @@ class GrpcMethods:
     WatchClusterEvents = _streaming(
         nd.WatchClusterEventsResponse,
         lambda p, who, r: p.watch_cluster(who, after=_opt(r, "after", None)),
+    )
+
+    # SecretService (values only ever in PutSecret's request)
+    PutSecret = _unary(
+        USERS, sc.Secret, lambda p, who, r: p.put_secret(who, r.name, {"data": dict(r.data)})
+    )
+    ListSecrets = _unary(USERS, sc.ListSecretsResponse, lambda p, who, r: p.list_secrets(who))
+    GetSecret = _unary(USERS, sc.Secret, lambda p, who, r: p.get_secret(who, r.name))
+    DeleteSecret = _unary(
+        USERS, sc.DeleteSecretResponse, lambda p, who, r: p.delete_secret(who, r.name)
     )

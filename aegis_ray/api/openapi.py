@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from aegis_ray.contract.cluster import ClusterWatchItem
 from aegis_ray.contract.errors import ErrorBody
 from aegis_ray.contract.executions import MANIFEST_MEDIA_TYPES, FollowEnd, WatchItem
+from aegis_ray.contract.secrets import SecretPut
 from aegis_ray.core.models.agent import AgentManifest
 
 _REF = "#/components/schemas/{model}"
@@ -29,17 +30,27 @@ MANIFEST_BODY: dict[str, Any] = {
     }
 }
 
+SECRET_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The secret's KEY -> VALUE pairs (values are never shown again).",
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="SecretPut")}}},
+    }
+}
+
 _WHY = {
     400: "bad_request: a parameter or field is invalid (`problems` names each)",
     401: "unauthenticated: no valid bearer token",
     403: "forbidden: the token's role may not do this",
-    404: "not_found: no such execution or node (for another tenant's, too)",
+    404: "not_found: no such execution, node or secret (for another tenant's, too)",
     409: "already_finished: the execution has ended (`state` says how)",
     413: "too_large: a request body or manifest over its limit",
-    422: "invalid_manifest or invalid_request (`problems`: field, message, value), or"
-    " unschedulable (`plan`: why)",
+    422: "invalid_manifest or invalid_request (`problems`: field, message, value),"
+    " unschedulable (`plan`: why) or secret_not_found (`problems`: the field and the"
+    " reference it names)",
     429: "rate_limited: too many open streams or submissions (`Retry-After`, `retry_after_s`)",
-    503: "database_unavailable or temporal_unavailable: try again when it is back",
+    503: "database_unavailable, temporal_unavailable or secrets_unavailable (`sealed` if "
+    "OpenBao is sealed): try again when it is back",
     "4XX": "another refusal, in the same shape",
 }
 
@@ -69,6 +80,7 @@ def with_extra_schemas(app: Any) -> Callable[[], dict[str, Any]]:
             _, extra = models_json_schema(
                 [
                     (AgentManifest, "validation"),
+                    (SecretPut, "validation"),
                     (WatchItem, "serialization"),
                     (FollowEnd, "serialization"),
                     (ClusterWatchItem, "serialization"),

@@ -27,6 +27,7 @@ from aegis_ray.api.deps import AdminDep, CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
 from aegis_ray.api.openapi import MANIFEST_BODY, ndjson_of, refusals, with_extra_schemas
+from aegis_ray.api.secrets import install_secret_routes
 from aegis_ray.contract import cluster, executions
 
 
@@ -45,6 +46,7 @@ def create_app() -> FastAPI:
     _install_metrics(app)
     _install_routes(app)
     install_node_routes(app)
+    install_secret_routes(app)
     app.openapi = with_extra_schemas(app)  # type: ignore[method-assign]
     return app
 

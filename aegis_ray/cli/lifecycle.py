@@ -42,7 +42,7 @@ def up(
     ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Start a hybrid node here: Ray head, control plane, PostgreSQL and Temporal."""
+    """Start a hybrid node here: Ray head, control plane, PostgreSQL, Temporal and OpenBao."""
     from aegis_ray.node.stack import up as stack_up
 
     node = None
@@ -101,7 +101,7 @@ def down() -> None:
 
 @app.command(epilog=examples("aegis status", "aegis status -o json"))
 def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
-    """What is running: Ray, API, PostgreSQL, Temporal, nodes."""
+    """What is running: Ray, API, PostgreSQL, Temporal, OpenBao, nodes."""
     from aegis_ray.node.stack import UpState
 
     s = session(ctx)
@@ -131,6 +131,9 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
         )
         console.print(f"PostgreSQL {redact(state.__dict__)['database_url']}")
         console.print(f"Temporal   {state.temporal_address}")
+        if state.openbao:
+            how = "embedded" if state.started.get("openbao") else "external"
+            console.print(f"OpenBao    {state.openbao['address']} ({how})")
         if state.dashboard_url:
             console.print(f"Dashboard  {state.dashboard_url}")
         if state.ray_token_path:
@@ -140,7 +143,7 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
     colour = "green" if health.get("status") == "ok" else "red"
     where = s.transport if c is not None else discovery.api_url(settings)
     console.print(f"API        {where} [{colour}]{health.get('status')}[/]")
-    for key in ("database", "temporal"):
+    for key in ("database", "temporal", "secrets"):
         if key in health:
             console.print(f"  {key}: {health[key]}")
     if nodes:

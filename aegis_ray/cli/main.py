@@ -4,6 +4,7 @@
     executions.py   submit, list, get, wait, events, logs, cancel, plan
     nodes.py        nodes, node get | start | stop | drain | undrain
     tokens.py       token create
+    secrets.py      secret put | list | get | delete
     config.py       config validate, schema
     contexts.py     context list | use | set | delete (several clusters)
     cluster.py      cluster validate | node-type | secret (`ray up` cluster configs)
@@ -18,7 +19,7 @@ from typing import Annotated
 import typer
 
 from aegis_ray import __version__
-from aegis_ray.cli import config, contexts, executions, lifecycle, nodes, tokens
+from aegis_ray.cli import config, contexts, executions, lifecycle, nodes, secrets, tokens
 from aegis_ray.cli.cluster import cluster_app
 from aegis_ray.cli.session import Api, Session
 
@@ -78,6 +79,7 @@ app.add_typer(config.config_app, name="config")
 app.add_typer(contexts.app, name="context")
 app.add_typer(nodes.node_app, name="node")
 app.add_typer(tokens.app, name="token")
+app.add_typer(secrets.app, name="secret")
 app.add_typer(cluster_app, name="cluster")
 for commands in (lifecycle.app, executions.app, nodes.app, config.app):
     app.add_typer(commands)

@@ -144,6 +144,13 @@ def refused(err: ApiUnreachable | ApiError) -> NoReturn:
                 highlight=False,
             )
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if err.status == 422 and body.get("error") == "secret_not_found":
+        for p in body.get("problems", []):
+            err_console.print(
+                f"[red]secret not found:[/] {p['path']}: {p['message']} ({p['value']})",
+                highlight=False,
+            )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if err.status == 422 and body.get("error") == "unschedulable":
         if "plan" in body:
             err_console.print(plan_table(body["plan"]))

@@ -102,6 +102,7 @@ class Health(Body):
     database: str | None = None
     temporal: str | None = None
     worker: str | None = None
+    secrets: str | None = Field(default=None, description="OpenBao: ok, sealed or unavailable")
 
 
 # Bounds of what a caller may store (issue 12): refused with 422 naming the field.

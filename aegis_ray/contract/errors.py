@@ -28,6 +28,8 @@ class ErrorName(StrEnum):
     unschedulable = "unschedulable"
     database_unavailable = "database_unavailable"
     temporal_unavailable = "temporal_unavailable"
+    secrets_unavailable = "secrets_unavailable"
+    secret_not_found = "secret_not_found"
     internal = "internal"
 
 
@@ -46,6 +48,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     E.unschedulable: (422, "FAILED_PRECONDITION"),
     E.database_unavailable: (503, "UNAVAILABLE"),
     E.temporal_unavailable: (503, "UNAVAILABLE"),
+    E.secrets_unavailable: (503, "UNAVAILABLE"),
+    E.secret_not_found: (422, "FAILED_PRECONDITION"),
     E.internal: (500, "INTERNAL"),
 }
 # The HTTP status a client reports for a gRPC code that came without an error body.
@@ -71,8 +75,9 @@ class Problem(BaseModel):
 
 class ErrorBody(BaseModel):
     """Every refusal's body. Details depend on the error: `problems` (bad_request,
-    invalid_request, invalid_manifest, with `source`), `plan` (unschedulable), `state`
-    (already_finished), `retry_after_s` (rate_limited; REST also sends `Retry-After`)."""
+    invalid_request, invalid_manifest, with `source`; secret_not_found: the field and the
+    reference), `plan` (unschedulable), `state` (already_finished), `sealed`
+    (secrets_unavailable), `retry_after_s` (rate_limited; REST also sends `Retry-After`)."""
 
     model_config = ConfigDict(extra="allow")
     error: str
@@ -82,3 +87,4 @@ class ErrorBody(BaseModel):
     plan: PlanResult | None = None
     state: str | None = None
     retry_after_s: int | None = None
+    sealed: bool | None = None

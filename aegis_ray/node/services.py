@@ -1,16 +1,20 @@
-"""What a head's control plane uses: PostgreSQL, Temporal and the API's address.
+"""What a head's control plane uses: PostgreSQL, Temporal, OpenBao and the API's address.
 
 Each value comes from the environment (``AEGIS_*``) if set there, else from the NodeConfig
-(``spec.database``, ``spec.temporal``, ``spec.api``), else the default: an embedded PostgreSQL
-and a Temporal dev server under ``AEGIS_HOME``, the API on loopback.
+(``spec.database``, ``spec.temporal``, ``spec.secrets``, ``spec.api``), else the default: an
+embedded PostgreSQL, a Temporal dev server and an OpenBao server under ``AEGIS_HOME``, the API
+on loopback.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aegis_ray.adapters.files import read_private
+from aegis_ray.adapters.openbao.client import OpenBaoAccess
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.settings import Settings
 
@@ -84,3 +88,86 @@ def _password(settings: Settings) -> str | None:
         except PermissionError as err:
             raise ServiceConfigError(str(err)) from None
     return given.get_secret_value() if given is not None else None
+
+
+# The variable the control plane reads the AppRole secret id from when the environment gives it.
+SECRET_ID_VARIABLE = "AEGIS_OPENBAO_SECRET_ID"
+
+
+def external_openbao(settings: Settings, node: NodeConfig | None) -> OpenBaoAccess | None:
+    """The external OpenBao and the control plane's AppRole; None means embedded.
+
+    From AEGIS_OPENBAO_ADDR (with AEGIS_OPENBAO_ROLE_ID, AEGIS_OPENBAO_SECRET_ID or
+    AEGIS_OPENBAO_SECRET_ID_FILE, AEGIS_OPENBAO_CA_FILE) if set, else the NodeConfig's
+    spec.secrets. The secret id is checked to be readable here; only where it is travels on."""
+    section = node.spec.secrets if node is not None else None
+    if settings.openbao_addr is not None:
+        access = _access_from_environment(settings)
+    elif section is not None:
+        role = section.approle
+        access = OpenBaoAccess(
+            address=section.address,
+            role_id=role.role_id,
+            secret_id_file=role.secret_id_file,
+            secret_id_env=role.secret_id_env,
+            ca_file=section.ca_file,
+            mount=section.mount,
+            approle_mount=role.mount,
+        )
+    else:
+        given = [
+            f"AEGIS_OPENBAO_{name.upper()}"
+            for name in ("role_id", "secret_id_file", "ca_file")
+            if getattr(settings, f"openbao_{name}") is not None
+        ]
+        if given:
+            raise ServiceConfigError(
+                f"{', '.join(given)} set but no external OpenBao: set AEGIS_OPENBAO_ADDR or "
+                "spec.secrets in the NodeConfig (the embedded one has an AppRole of its own)"
+            )
+        return None
+    _check_readable(access)
+    return access
+
+
+def _access_from_environment(settings: Settings) -> OpenBaoAccess:
+    assert settings.openbao_addr is not None
+    if not settings.openbao_addr.startswith(("http://", "https://")):
+        raise ServiceConfigError(
+            f"AEGIS_OPENBAO_ADDR={settings.openbao_addr!r}: not an http(s) URL like "
+            "https://openbao.internal:8200"
+        )
+    if not settings.openbao_role_id:
+        raise ServiceConfigError(
+            "AEGIS_OPENBAO_ADDR names an external OpenBao: set AEGIS_OPENBAO_ROLE_ID too "
+            "(the control plane's AppRole)"
+        )
+    value, path = settings.openbao_secret_id, settings.openbao_secret_id_file
+    if (value is None) == (path is None):
+        raise ServiceConfigError(
+            "an external OpenBao needs the AppRole's secret id in exactly one of "
+            f"{SECRET_ID_VARIABLE} and AEGIS_OPENBAO_SECRET_ID_FILE (mode 0600)"
+        )
+    return OpenBaoAccess(
+        address=settings.openbao_addr,
+        role_id=settings.openbao_role_id,
+        secret_id_file=str(path) if path is not None else None,
+        secret_id_env=SECRET_ID_VARIABLE if value is not None else None,
+        ca_file=str(settings.openbao_ca_file) if settings.openbao_ca_file else None,
+        mount=settings.openbao_mount,
+    )
+
+
+def _check_readable(access: OpenBaoAccess) -> None:
+    if access.secret_id_file is not None:
+        try:
+            read_private(Path(access.secret_id_file), what="OpenBao AppRole secret id file")
+        except PermissionError as err:
+            raise ServiceConfigError(str(err)) from None
+    elif access.secret_id_env is not None and not os.environ.get(access.secret_id_env):
+        raise ServiceConfigError(
+            f"OpenBao AppRole secret id: environment variable {access.secret_id_env} is not "
+            "set (the control plane reads it from the environment of `aegis up`)"
+        )
+    if access.ca_file is not None and not Path(access.ca_file).is_file():
+        raise ServiceConfigError(f"OpenBao CA file {access.ca_file}: no such file")

@@ -1,7 +1,8 @@
 """`aegis up` / `aegis down`: bring up a hybrid node with its control plane, and take it down.
 
 What `up` started is recorded in ``$AEGIS_HOME/up.json`` so that `down` stops exactly that and
-nothing it merely attached to (an external PostgreSQL or Temporal, a hand-started Ray head).
+nothing it merely attached to (an external PostgreSQL, Temporal or OpenBao, a hand-started Ray
+head).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 
 import aegis_ray
 from aegis_ray.adapters.files import write_private
+from aegis_ray.adapters.openbao.server import EmbeddedOpenBao
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.prometheus import PrometheusServer
 from aegis_ray.adapters.ray import head as ray_head
@@ -28,7 +30,7 @@ from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, ensure_sea
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.ray_mapping import ray_start_args
 from aegis_ray.node.local_config import default_node_config
-from aegis_ray.node.services import external_database_url, head_settings
+from aegis_ray.node.services import external_database_url, external_openbao, head_settings
 from aegis_ray.settings import Settings
 
 SERVE_APP = "aegis"
@@ -52,7 +54,10 @@ class UpState:
     ray_session: int = 0  # Unix session id of the Ray head we started (see ray_head.start_head)
     ray_session_dir: str = ""  # Ray's own session directory (its metrics discovery file)
     prometheus_url: str = ""
-    # ray / postgres / temporal / prometheus
+    # How the control plane reaches OpenBao (OpenBaoAccess's fields: where the AppRole secret
+    # id is, never the id itself).
+    openbao: dict[str, Any] = field(default_factory=dict)
+    # ray / postgres / temporal / prometheus / openbao
     started: dict[str, bool] = field(default_factory=dict)
 
     @property
@@ -93,6 +98,10 @@ def prometheus(settings: Settings, state: UpState) -> PrometheusServer:
     )
 
 
+def openbao(settings: Settings) -> EmbeddedOpenBao:
+    return EmbeddedOpenBao(settings.home / "openbao", port=settings.openbao_port)
+
+
 def up(
     settings: Settings,
     node: NodeConfig | None,
@@ -114,7 +123,9 @@ def up(
     `monitoring` also starts Prometheus (adapters/prometheus.py) and points the Ray
     dashboard's metrics pages at it."""
     settings = head_settings(settings, node)
-    external_database = external_database_url(settings)  # refuses before anything starts
+    # Both refuse before anything starts.
+    external_database = external_database_url(settings)
+    external_secrets = external_openbao(settings, node)
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     settings.logs_dir.mkdir(exist_ok=True)
@@ -145,6 +156,14 @@ def up(
     if monitoring:
         # Read by the Ray dashboard when it starts: its metrics pages ask this Prometheus.
         os.environ.setdefault("RAY_PROMETHEUS_HOST", f"http://127.0.0.1:{settings.prometheus_port}")
+
+    if external_secrets is None:
+        say("OpenBao (embedded)")
+        external_secrets = openbao(settings).start()
+        state.started["openbao"] = True
+    state.openbao = asdict(external_secrets)
+    state.save(settings.state_path)
+
     _ray(settings, node, state, say, ray_args)
     state.save(settings.state_path)
 
@@ -254,6 +273,7 @@ def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
         "implicit_head": state.implicit_head,
         "ray_auth_mode": state.ray_auth_mode,
         "ray_token_path": state.ray_token_path,
+        "openbao": state.openbao or None,
     }
 
 
@@ -360,6 +380,10 @@ def down(settings: Settings, say: Say) -> list[str]:
             stopped.append("serve app")
         except Exception as err:  # the cluster may be gone already: nothing left to remove
             say(f"(control plane not removed: {err})")
+    if state.started.get("openbao"):
+        say("OpenBao")
+        openbao(settings).stop()
+        stopped.append("openbao")
     if state.started.get("temporal"):
         say("Temporal dev server")
         temporal(settings).stop()

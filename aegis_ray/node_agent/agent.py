@@ -8,6 +8,14 @@ the agent, `adopt` finds every aegis container by its labels and follows it agai
 line: lines are numbered the same on every read (see `adapters/docker/logs.py`), so a caller
 that resumes with its cursor gets each line exactly once.
 
+Secrets: a spec with secret references carries single-use OpenBao wrapping tokens, never
+values. `start` redeems them (before anything is created), gives the container its env values
+and its files (tmpfs, read-only), and keeps the values in this process's memory only, to replace
+them in every line it hands out (`[REDACTED:NAME#KEY]`, see core/redaction.py). After a restart
+of the agent, the values of a container it takes over are read back from where the container
+already holds them (its env in the engine, its files on the node's tmpfs); where that fails, its
+output is withheld rather than shown unredacted.
+
 Nothing here knows about Ray: `actor.py` makes it a Ray actor, and the same class can serve an
 edge daemon behind a relay. Its whole interface is `start`, `follow`, `stop`, `remove`, `list`.
 """
@@ -27,8 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from docker.errors import NotFound
+from docker.types import Mount
+from hvac.exceptions import VaultError
 
-from aegis_ray.adapters.docker.container import LABEL_NODE, ContainerSpec, LaunchError, LogLine
+from aegis_ray.adapters.docker.container import (
+    LABEL_NODE,
+    ContainerSpec,
+    LaunchError,
+    LogLine,
+    container_name,
+)
 from aegis_ray.adapters.docker.logs import (
     LineAssembler,
     frames,
@@ -36,6 +52,10 @@ from aegis_ray.adapters.docker.logs import (
     replay,
 )
 from aegis_ray.adapters.docker.runtime import DockerRuntime, Exit, Managed
+from aegis_ray.adapters.docker.secret_files import SecretFiles
+from aegis_ray.adapters.openbao.client import SecretNotFound, SecretsUnavailable
+from aegis_ray.adapters.openbao.redeem import redeem
+from aegis_ray.core.redaction import Redactor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +73,11 @@ REMEMBER_REMOVED = 1000
 READ_TRIES = 6
 
 Key = tuple[str, int]  # (execution id, attempt)
+Redact = Callable[[str], str]
+WITHHELD = (
+    "[REDACTED:output withheld: the node agent restarted and could not recover this "
+    "container's secret values]"
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,8 @@ class _Supervised:
     closed: bool = False  # removed by the agent: the reader must not wait for room
     cond: threading.Condition = field(default_factory=threading.Condition)
     deadline: asyncio.TimerHandle | None = None
+    # Replaces the container's secret values in each line before it is kept (None: it has none).
+    redact: Redact | None = None
 
     @property
     def done(self) -> bool:
@@ -101,6 +128,9 @@ class _Supervised:
         """Called by the reader thread; waits while the caller is behind (backpressure)."""
         if not lines:
             return
+        if self.redact is not None:
+            redact = self.redact
+            lines = [dataclasses.replace(ln, text=redact(ln.text)) for ln in lines]
         with self.cond:
             while (
                 len(self.lines) >= MAX_PENDING_LINES or self.pending_bytes >= MAX_PENDING_BYTES
@@ -142,8 +172,10 @@ class NodeAgent:
         *,
         node_name: str = "",
         allowed_network: str = "bridge",
+        secret_files: SecretFiles | None = None,
     ) -> None:
         self.runtime = runtime or DockerRuntime()
+        self.secret_files = secret_files or SecretFiles()
         self.node_name = node_name
         # The Docker network of containers whose manifest allows network (the node's
         # `spec.runtime.docker_network_mode`); the others get none.
@@ -163,8 +195,11 @@ class NodeAgent:
         """Follow every aegis container the engine has (after a restart of the agent)."""
         # Only this node's: other nodes (or clusters) may share the engine (tests, benchmarks).
         found = await self._call(self.runtime.managed, [f"{LABEL_NODE}={self.node_name}"])
+        await self._call(
+            self.secret_files.keep_only, [container_name(m.execution_id, m.attempt) for m in found]
+        )
         for managed in found:
-            self._supervise(managed)
+            await self._supervise_found(managed)
         return len(found)
 
     async def start(self, spec: ContainerSpec) -> str:
@@ -180,14 +215,16 @@ class NodeAgent:
                     return self._supervised[key].managed.container_id
                 existing = await self._call(self.runtime.find, spec.execution_id, spec.attempt)
                 if existing is not None:
-                    self._supervise(existing)
+                    await self._supervise_found(existing)
                     return existing.container_id
+                # Redeemed first: the wrapping tokens live a minute, an image pull may not.
+                values = await self._call(_redeem, spec)
                 if spec.pull_policy != "IfNotPresent" or spec.image not in self._images:
                     await self._call(self.runtime.ensure_image, spec)
                     self._images.add(spec.image)
                 started_at = time.time()
                 try:
-                    container_id = await self._call(self.runtime.start, spec)
+                    container_id = await self._call(self._create, spec, values)
                 except LaunchError as err:
                     if err.code == "image_not_found":  # removed from the engine since
                         self._images.discard(spec.image)
@@ -201,7 +238,8 @@ class NodeAgent:
                         started_at=started_at,
                         timeout_s=spec.timeout_s,
                         placement_group_id=spec.placement_group_id,
-                    )
+                    ),
+                    Redactor(values) if values else None,
                 )
                 return container_id
             finally:
@@ -229,7 +267,7 @@ class NodeAgent:
                 where = f" on node {self.node_name}" if self.node_name else ""
                 why = self._removed.get(key, f"no container for this attempt{where}")
                 return Batch([], done=True, gone=why)
-            sup = self._supervise(managed)
+            sup = await self._supervise_found(managed)
         sup.ack(after_seq)
         sup.changed.clear()
         lines, last = sup.take(max_lines)
@@ -275,6 +313,7 @@ class NodeAgent:
         if managed is None:
             return False
         await self._call(self.runtime.remove, managed.container_id)
+        await self._call(self.secret_files.remove, container_name(execution_id, attempt))
         return True
 
     def list(self) -> list[ContainerInfo]:
@@ -301,12 +340,57 @@ class NodeAgent:
             return sup.managed
         return await self._call(self.runtime.find, execution_id, attempt)
 
-    def _supervise(self, managed: Managed) -> _Supervised:
+    def _create(self, spec: ContainerSpec, values: dict[str, str]) -> str:
+        """Create and start the container with its secret values (env and tmpfs files)."""
+        secret_env: dict[str, str] = {}
+        mounts: list[Mount] = []
+        name = spec.container_name
+        if spec.secrets is not None:
+            secret_env = {e.env: values[str(e.ref)] for e in spec.secrets.env}
+            files = [(f.path, values[str(f.ref)]) for f in spec.secrets.files]
+            mounts = self.secret_files.write(name, files)
+        try:
+            return self.runtime.start(spec, secret_env=secret_env, secret_mounts=mounts)
+        except BaseException:
+            self.secret_files.remove(name)
+            raise
+
+    async def _supervise_found(self, managed: Managed) -> _Supervised:
+        """Follow a container found on the engine, redacting its secrets as when it started."""
+        key = (managed.execution_id, managed.attempt)
+        if key in self._supervised or not managed.secret_places:
+            return self._supervise(managed)
+        try:
+            redact: Redact = await self._call(self._recovered, managed)
+        except (OSError, KeyError, LookupError) as err:
+            log.warning(
+                "container %s: secret values not recovered (%s): its output is withheld",
+                managed.container_id[:12],
+                type(err).__name__,  # the error's text could hold a value
+            )
+            redact = _withhold
+        return self._supervise(managed, redact)
+
+    def _recovered(self, managed: Managed) -> Redactor:
+        """The redactor of a container started before this agent: its values read back from
+        the container's env and its secret files."""
+        places = managed.secret_places
+        values: dict[str, str] = {}
+        if places.env:
+            env = self.runtime.container_env(managed.container_id)
+            values |= {ref: env[name] for name, ref in places.env.items()}
+        if places.files:
+            name = container_name(managed.execution_id, managed.attempt)
+            contents = self.secret_files.read(name, len(places.files))
+            values |= {ref: text for (_, ref), text in zip(places.files, contents, strict=True)}
+        return Redactor(values)
+
+    def _supervise(self, managed: Managed, redact: Redact | None = None) -> _Supervised:
         key = (managed.execution_id, managed.attempt)
         if key in self._supervised:
             return self._supervised[key]
         loop = asyncio.get_running_loop()
-        sup = _Supervised(managed=managed, changed=asyncio.Event(), loop=loop)
+        sup = _Supervised(managed=managed, changed=asyncio.Event(), loop=loop, redact=redact)
         self._supervised[key] = sup
         if managed.timeout_s is not None:
             started = managed.started_at or time.time()
@@ -374,3 +458,21 @@ class NodeAgent:
                 sup.finish(ended)
             return
         sup.finish(Exit(None, False, error))
+
+
+def _redeem(spec: ContainerSpec) -> dict[str, str]:
+    """The values of the spec's secret references ({"NAME#KEY": value}; {} without any)."""
+    if spec.secrets is None:
+        return {}
+    try:
+        return redeem(spec.secrets)
+    except SecretNotFound as err:
+        raise LaunchError("secret_not_found", str(err)) from None
+    except SecretsUnavailable as err:
+        raise LaunchError("secrets_unavailable", str(err)) from None
+    except VaultError as err:  # OpenBao's own error text: it never holds a value
+        raise LaunchError("secrets_unavailable", f"OpenBao refused: {err}") from None
+
+
+def _withhold(text: str) -> str:
+    return WITHHELD

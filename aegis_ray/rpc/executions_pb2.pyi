@@ -41,25 +41,35 @@ class AgentMetadata(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class AgentSpec(_message.Message):
-    __slots__ = ("runtime", "task", "env", "security", "execution")
+    __slots__ = ("runtime", "task", "env", "secret_files", "security", "execution")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FILES_FIELD_NUMBER: _ClassVar[int]
     SECURITY_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_FIELD_NUMBER: _ClassVar[int]
     runtime: RuntimeSpec
     task: TaskSpec
-    env: _containers.ScalarMap[str, str]
+    env: _containers.MessageMap[str, _struct_pb2.Value]
+    secret_files: _containers.RepeatedCompositeFieldContainer[SecretFile]
     security: SecuritySpec
     execution: ExecutionSpec
-    def __init__(self, runtime: _Optional[_Union[RuntimeSpec, _Mapping]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., env: _Optional[_Mapping[str, str]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., execution: _Optional[_Union[ExecutionSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, runtime: _Optional[_Union[RuntimeSpec, _Mapping]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., env: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., secret_files: _Optional[_Iterable[_Union[SecretFile, _Mapping]]] = ..., security: _Optional[_Union[SecuritySpec, _Mapping]] = ..., execution: _Optional[_Union[ExecutionSpec, _Mapping]] = ...) -> None: ...
+
+class SecretFile(_message.Message):
+    __slots__ = ("secret", "path")
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    secret: str
+    path: str
+    def __init__(self, secret: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class RuntimeSpec(_message.Message):
     __slots__ = ("image", "image_pull_policy", "command")

@@ -11,7 +11,9 @@
         ├── Unauthenticated     unauthenticated, forbidden
         ├── NotFound            not_found
         ├── AlreadyFinished     already_finished (`body["state"]`)
-        └── Unavailable         database_unavailable, temporal_unavailable
+        ├── UnknownSecret       secret_not_found (`body["problems"]`: field, reference)
+        └── Unavailable         database_unavailable, temporal_unavailable,
+                                secrets_unavailable (`body["sealed"]`)
 
 Both transports raise the same error with the same body for the same refusal.
 """
@@ -73,13 +75,27 @@ class AlreadyFinished(ApiError):
     pass
 
 
+class UnknownSecret(ApiError):
+    pass
+
+
 class Unavailable(ApiError):
     pass
+
+
+class RateLimited(ApiError):
+    """Too many open streams or submissions: try again after `retry_after_s` seconds."""
+
+    @property
+    def retry_after_s(self) -> int:
+        return int(self.body.get("retry_after_s") or 1)
 
 
 E = ErrorName
 _BY_NAME: dict[str, type[ApiError]] = {
     E.bad_request: InvalidRequest,
+    E.invalid_request: InvalidRequest,
+    E.rate_limited: RateLimited,
     E.too_large: InvalidRequest,
     E.invalid_manifest: InvalidManifest,
     E.unschedulable: Unschedulable,
@@ -89,4 +105,6 @@ _BY_NAME: dict[str, type[ApiError]] = {
     E.already_finished: AlreadyFinished,
     E.database_unavailable: Unavailable,
     E.temporal_unavailable: Unavailable,
+    E.secrets_unavailable: Unavailable,
+    E.secret_not_found: UnknownSecret,
 }

@@ -19,9 +19,11 @@ from aegis_ray.contract.errors import GRPC_ERROR_METADATA, GRPC_TO_HTTP
 from aegis_ray.core.models.loading import ManifestError, parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
+from aegis_ray.rpc import secrets_pb2 as sc
 from aegis_ray.rpc.convert import health_body, manifest_message, to_dict
 from aegis_ray.rpc.executions_pb2_grpc import ExecutionServiceStub
 from aegis_ray.rpc.nodes_pb2_grpc import ClusterServiceStub, NodeServiceStub
+from aegis_ray.rpc.secrets_pb2_grpc import SecretServiceStub
 from aegis_ray.sdk.errors import ApiError, ApiUnreachable
 from aegis_ray.sdk.transport import Op
 
@@ -119,6 +121,12 @@ RPCS: dict[Op, tuple[str, str, Callable[[dict[str, Any]], Message]]] = {
         after=a["after"], limit=a["limit"])),
     Op.watch_cluster: ("cluster", "WatchClusterEvents",
                        lambda a: nd.WatchClusterEventsRequest(after=a["after"])),
+    Op.put_secret: ("secrets", "PutSecret",
+                    lambda a: sc.PutSecretRequest(name=a["name"], data=a["data"])),
+    Op.secrets: ("secrets", "ListSecrets", lambda a: sc.ListSecretsRequest()),
+    Op.secret: ("secrets", "GetSecret", lambda a: sc.GetSecretRequest(name=a["name"])),
+    Op.delete_secret: ("secrets", "DeleteSecret",
+                       lambda a: sc.DeleteSecretRequest(name=a["name"])),
 }  # fmt: skip
 # Replies whose message holds fields the REST body of that operation does not.
 FIXUPS: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -141,6 +149,7 @@ class GrpcTransport:
             "executions": ExecutionServiceStub(self.channel),
             "nodes": NodeServiceStub(self.channel),
             "cluster": ClusterServiceStub(self.channel),
+            "secrets": SecretServiceStub(self.channel),
         }
 
     def _rpc(self, op: Op, args: dict[str, Any]) -> tuple[Any, Message]:

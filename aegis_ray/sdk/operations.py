@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, ParamSpec, Ty
 from pydantic import BaseModel
 
 from aegis_ray.contract import cluster, executions
+from aegis_ray.contract import secrets as secret_bodies
 from aegis_ray.sdk.transport import Op, Request
 
 if TYPE_CHECKING:
@@ -286,3 +287,24 @@ class Operations:
         """Replace the cluster join secret (`ray up`); earlier ones are revoked."""
         args = {"secret": secret, "node_types": node_types}
         return Request(Op.rotate_join_secret, cluster.TokenInfo, args)
+
+    @operation
+    def put_secret(name: str, data: dict[str, str]) -> Request[secret_bodies.Secret]:
+        """Write a secret of your tenant: a new version holding exactly these KEY -> VALUE
+        pairs. Returns its metadata; its values are never returned by any call."""
+        return Request(Op.put_secret, secret_bodies.Secret, {"name": name, "data": dict(data)})
+
+    @operation
+    def secrets() -> Request[secret_bodies.SecretPage]:
+        """Your tenant's secrets: names, keys and versions."""
+        return Request(Op.secrets, secret_bodies.SecretPage)
+
+    @operation
+    def secret(name: str) -> Request[secret_bodies.Secret]:
+        """One secret's metadata (NotFound if your tenant has none of that name)."""
+        return Request(Op.secret, secret_bodies.Secret, {"name": name})
+
+    @operation
+    def delete_secret(name: str) -> Request[secret_bodies.SecretDeleted]:
+        """Delete a secret with every version."""
+        return Request(Op.delete_secret, secret_bodies.SecretDeleted, {"name": name})

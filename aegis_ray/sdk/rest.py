@@ -23,6 +23,7 @@ def route(op: Op, a: dict[str, Any]) -> Route:
     """The HTTP request of one operation (paths and parameters of aegis_ray/api/rest.py)."""
     execution = f"/v1/executions/{quote(a.get('execution_id', ''), safe='')}"
     node = f"/v1/nodes/{quote(a.get('node_id') or '', safe='')}"
+    secret = f"/v1/secrets/{quote(a.get('name') or '', safe='')}"  # list's `name` may be None
     match op:
         case Op.health:
             return "GET", "/health", {}
@@ -74,6 +75,14 @@ def route(op: Op, a: dict[str, Any]) -> Route:
             return "POST", "/v1/tokens/rotate-admin", {}
         case Op.rotate_join_secret:
             return "POST", "/v1/tokens/join-secret", {"json": _present(dict(a))}
+        case Op.put_secret:
+            return "PUT", secret, {"json": {"data": a["data"]}}
+        case Op.secrets:
+            return "GET", "/v1/secrets", {}
+        case Op.secret:
+            return "GET", secret, {}
+        case Op.delete_secret:
+            return "DELETE", secret, {}
     raise ValueError(f"no REST route for operation {op!r}")
 
 

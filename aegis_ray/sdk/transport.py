@@ -42,6 +42,10 @@ class Op(StrEnum):
     rotate_join_secret = "rotate_join_secret"
     cluster_events = "cluster_events"
     watch_cluster = "watch_cluster"
+    put_secret = "put_secret"
+    secrets = "secrets"
+    secret = "secret"
+    delete_secret = "delete_secret"
 
 
 @dataclass(frozen=True)

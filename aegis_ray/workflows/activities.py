@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 
 from aegis_ray.adapters import metrics
 from aegis_ray.adapters.docker.container import LaunchError
+from aegis_ray.adapters.openbao.store import SecretStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.postgres.records import ExecutionRecord
@@ -55,6 +56,7 @@ from aegis_ray.workflows.messages import (
     AttemptResult,
     Outcome,
 )
+from aegis_ray.workflows.secrets import SecretsRefused, delivery
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +113,15 @@ class Superseded(Exception):
 
 class ExecutionActivities:
     def __init__(
-        self, store: ExecutionStore, nodes: NodeStore, temporal: Client | None = None
+        self,
+        store: ExecutionStore,
+        nodes: NodeStore,
+        temporal: Client | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.store = store
         self.nodes = nodes
+        self.secrets = secrets
         # To tell the workflow where its attempt was placed (Temporal UI: search by node).
         self.temporal = temporal
         # Node agent handles by node: looking one up is a round trip to Ray's GCS.
@@ -281,7 +288,18 @@ class ExecutionActivities:
         agent = await self._agent(placed)
         state = rec.state if rec.state != S.PENDING else S.SCHEDULED
         if state in (S.SCHEDULED, S.STARTING):
-            spec = container_spec(manifest, eid, attempt, placement_group_id=placed.group.id.hex())
+            try:
+                secrets = await delivery(
+                    self.secrets,
+                    rec.tenant_id,
+                    manifest,
+                    waiting=lambda why: self.store.set_reason(eid, why, attempt=attempt),
+                )
+            except SecretsRefused as refused:  # before any container starts
+                return Ended(Outcome.FAILED, refused.reason)
+            spec = container_spec(
+                manifest, eid, attempt, placement_group_id=placed.group.id.hex(), secrets=secrets
+            )
             # STARTING is recorded while the agent already creates the container.
             launch = asyncio.ensure_future(self._call(placed, agent, "start", spec))
             if state == S.SCHEDULED:

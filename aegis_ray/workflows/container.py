@@ -6,15 +6,22 @@ import json
 
 from aegis_ray.adapters.docker.container import ContainerSpec
 from aegis_ray.core.models.agent import AgentManifest
+from aegis_ray.core.secrets import SecretDelivery
 
 
 def container_spec(
-    manifest: AgentManifest, execution_id: str, attempt: int, *, placement_group_id: str
+    manifest: AgentManifest,
+    execution_id: str,
+    attempt: int,
+    *,
+    placement_group_id: str,
+    secrets: SecretDelivery | None = None,
 ) -> ContainerSpec:
     """The manifest's image and limits plus the task as env; the node agent stops it at the
-    manifest's timeout and removes it when its placement group goes."""
+    manifest's timeout and removes it when its placement group goes. Env values from secrets
+    are not here: `secrets` says where the node agent gets them."""
     spec = manifest.spec
-    env = dict(spec.env)
+    env = spec.plain_env()
     env.update(
         AEGIS_AGENT_NAME=manifest.metadata.name,
         AEGIS_TASK_INSTRUCTION=spec.task.instruction,
@@ -36,4 +43,5 @@ def container_spec(
         labels={"ai.100monkeys.aegis/agent": manifest.metadata.name},
         timeout_s=spec.execution.timeout,
         placement_group_id=placement_group_id,
+        secrets=secrets,
     )

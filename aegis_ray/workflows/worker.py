@@ -10,6 +10,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from aegis_ray.adapters.openbao.store import SecretStore
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
@@ -35,9 +36,11 @@ class RunningWorker:
         return f"stopped: {self.worker.exception()!r}"[:300]
 
 
-async def start_worker(pool: asyncpg.Pool, client: Client, *, task_queue: str) -> RunningWorker:
+async def start_worker(
+    pool: asyncpg.Pool, client: Client, *, task_queue: str, secrets: SecretStore | None = None
+) -> RunningWorker:
     """Run the worker and the reconciler as tasks of the running loop."""
-    activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool), client)
+    activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool), client, secrets)
     worker = Worker(
         client,
         task_queue=task_queue,

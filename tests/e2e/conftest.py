@@ -68,6 +68,7 @@ def _stack_env(home: Path) -> dict[str, str]:
         AEGIS_POSTGRES_PORT="25432",
         AEGIS_TEMPORAL_PORT="27233",
         AEGIS_TEMPORAL_UI_PORT="28233",
+        AEGIS_OPENBAO_PORT="28200",  # and 28201
         AEGIS_RAY_ATTACH="false",
         AEGIS_ORPHAN_GRACE_S="5",
         COLUMNS="200",

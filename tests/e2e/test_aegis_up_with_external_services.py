@@ -1,10 +1,11 @@
-"""`aegis up --config` with a NodeConfig naming an external PostgreSQL (spec.database) and an
-external Temporal (spec.temporal): nothing embedded is started, and an execution's row and
-workflow land in those services.
+"""`aegis up --config` with a NodeConfig naming an external PostgreSQL (spec.database), an
+external Temporal (spec.temporal) and an external OpenBao (spec.secrets, AppRole): nothing
+embedded is started, and an execution's row, workflow and secrets land in those services.
 
-The "external" services are a second embedded PostgreSQL and a second Temporal dev server,
-started by the test on ports of their own (29xxx). Runs before the session's main stack (files
-run in name order), so only one Ray cluster is up at a time on this small machine.
+The "external" services are a second embedded PostgreSQL, a second Temporal dev server and a
+second OpenBao, started by the test on ports of their own (29xxx). Runs before the session's
+main stack (files run in name order), so only one Ray cluster is up at a time on this small
+machine.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import hvac
 import pytest
 
+from aegis_ray.adapters.openbao.server import EmbeddedOpenBao
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.process import port_in_use
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, temporal_cli
@@ -31,12 +34,14 @@ from tests.e2e.conftest import REPO, Stack
 
 pytestmark = pytest.mark.e2e
 EXTERNAL_PG_PORT, EXTERNAL_TEMPORAL_PORT, EXTERNAL_TEMPORAL_UI_PORT = 29432, 29233, 29234
+EXTERNAL_OPENBAO_PORT = 29210  # and 29211
 NAMESPACE, TASK_QUEUE = "aegis-ext", "aegis-ext-queue"
 # Where the embedded services would listen: nothing may answer there.
 EMBEDDED_PORTS = {
     "AEGIS_POSTGRES_PORT": "29433",
     "AEGIS_TEMPORAL_PORT": "29235",
     "AEGIS_TEMPORAL_UI_PORT": "29236",
+    "AEGIS_OPENBAO_PORT": "29200",  # and 29201
 }
 PORTS = EMBEDDED_PORTS | {
     "AEGIS_API_PORT": "29080",
@@ -51,6 +56,7 @@ class External:
     stack: Stack
     postgres: EmbeddedPostgres
     temporal: TemporalDevServer
+    openbao: EmbeddedOpenBao
     config: Path
 
 
@@ -71,6 +77,8 @@ spec:
     address: 127.0.0.1:{EXTERNAL_TEMPORAL_PORT}
     namespace: {NAMESPACE}
     task_queue: {TASK_QUEUE}
+  secrets:
+    address: http://127.0.0.1:{EXTERNAL_OPENBAO_PORT}
 """
 
 
@@ -84,6 +92,7 @@ def external() -> Iterator[External]:
         ui_port=EXTERNAL_TEMPORAL_UI_PORT,
         namespace=NAMESPACE,
     )
+    openbao = EmbeddedOpenBao(root / "ext-openbao", port=EXTERNAL_OPENBAO_PORT)
     home = root / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
     env |= PORTS | {
@@ -96,13 +105,17 @@ def external() -> Iterator[External]:
     api_url = f"http://127.0.0.1:{PORTS['AEGIS_API_PORT']}"
     stack = Stack(home=home, env=env, api_url=api_url, token="")
     config = root / "node.yaml"
-    config.write_text(NODE_CONFIG)
     try:
         postgres.start()
         temporal.start()
-        yield External(stack, postgres, temporal, config)
+        access = openbao.start()
+        # The AppRole's secret id stays in its 0600 file: the NodeConfig names the file only.
+        approle = f"role_id: {access.role_id}, secret_id_file: {access.secret_id_file}"
+        config.write_text(NODE_CONFIG + f"    approle: {{{approle}}}\n")
+        yield External(stack, postgres, temporal, openbao, config)
     finally:
         stack.aegis("down", timeout=300)
+        openbao.stop()
         temporal.stop()
         postgres.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -140,6 +153,44 @@ def test_aegis_up_uses_the_external_services_of_its_node_config(external: Extern
     assert down.returncode == 0, down.stderr
     assert down.stdout.split("stopped:")[1].split() == ["ray"]
     assert external.postgres.is_running() and external.temporal.is_running()
+
+
+def test_secrets_go_to_the_external_openbao_through_the_approle(external: External) -> None:
+    stack = external.stack
+    up = stack.aegis("up", "--config", str(external.config), timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = UpState.load(stack.home / "up.json")
+    assert state is not None and "openbao" not in state.started
+    assert state.openbao["address"] == external.openbao.address
+    assert not (stack.home / "openbao").exists()
+    stack.token = (stack.home / "admin.token").read_text().strip()
+    put = stack.aegis("secret", "put", "ext", "token=external-value-1234", check=True)
+    assert "secret ext version 1: token" in put.stdout
+    root = hvac.Client(url=external.openbao.address, token=external.openbao._root())
+    kv = root.secrets.kv.v2
+    stored = kv.read_secret_version(
+        "aegis/tenants/default/ext", mount_point="secret", raise_on_deleted_version=True
+    )
+    assert stored["data"]["data"] == {"token": "external-value-1234"}
+
+    client = stack.client()
+    manifest = (REPO / "examples" / "hello-agent.yaml").read_text().replace(
+        "    GREETING: hello\n", '    GREETING: {secret: "ext#token"}\n'
+    )
+    eid = client.submit(manifest, source="hello-secret").id
+    deadline = time.monotonic() + 120
+    while (rec := client.get(eid)).state not in ("SUCCEEDED", "FAILED"):
+        assert time.monotonic() < deadline, rec
+        time.sleep(0.5)
+    assert rec.state == "SUCCEEDED", rec
+    # The hello agent greets with $GREETING: the value reached it, and was redacted.
+    lines = [ln.line for ln in client.logs(eid)]
+    assert any("[REDACTED:ext#token]" in ln for ln in lines), lines
+    assert not any("external-value-1234" in ln for ln in lines)
+
+    down = stack.aegis("down", timeout=300)
+    assert down.stdout.split("stopped:")[1].split() == ["ray"]
+    assert external.openbao.is_running()
 
 
 async def _execution_row(dsn: str, eid: str) -> asyncpg.Record | None:

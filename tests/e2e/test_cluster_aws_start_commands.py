@@ -58,6 +58,7 @@ HEAD_ENV = {
     "AEGIS_POSTGRES_PORT": "31432",
     "AEGIS_TEMPORAL_PORT": "31233",
     "AEGIS_TEMPORAL_UI_PORT": "31234",
+    "AEGIS_OPENBAO_PORT": "31200",  # and 31201
     "AUTOSCALER_METRIC_PORT": "31387",  # Ray's head autoscaler (default 44217, another head's)
     "AEGIS_RAY_ARGS": " ".join(
         [

@@ -100,6 +100,7 @@ def cluster() -> Iterator[Cluster]:
         AEGIS_POSTGRES_PORT="22432",
         AEGIS_TEMPORAL_PORT="22233",
         AEGIS_TEMPORAL_UI_PORT="22234",
+        AEGIS_OPENBAO_PORT="22200",  # and 22201
     )
     configs = {}
     for node_id, kind, tags, gpu in (

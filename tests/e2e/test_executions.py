@@ -240,7 +240,13 @@ def test_status_reports_every_service(stack: Stack) -> None:
 
     report = json.loads(done.stdout)
     assert report["api"]["database"] == "ok" and report["api"]["temporal"] == "ok"
-    assert report["up"]["started"] == {"postgres": True, "temporal": True, "ray": True}
+    assert report["api"]["secrets"] == "ok"
+    assert report["up"]["started"] == {
+        "postgres": True,
+        "temporal": True,
+        "openbao": True,
+        "ray": True,
+    }
     assert ":***@" in report["up"]["database_url"]  # the database password is never printed
     assert len(report["nodes"]) == 1 and report["nodes"][0]["role"] == "hybrid"
 

@@ -199,7 +199,7 @@ def test_bad_env_is_rejected(env: dict[str, Any], fragment: str) -> None:
     [
         ("bogus", "apiVersion, kind, metadata, spec"),
         ("metadata.owner", "name, version, labels"),
-        ("spec.resources", "runtime, task, env, security, execution"),
+        ("spec.resources", "runtime, task, env, secret_files, security, execution"),
         ("spec.security.resources.cpus", "cpu, memory, disk, gpu, timeout"),
         ("spec.execution.tags", "target_tags, timeout, max_retries"),
     ],
@@ -231,3 +231,57 @@ def test_missing_required_field_has_no_value_to_show() -> None:
     assert err.to_dict()["problems"] == [
         {"path": "spec.runtime.image", "value": None, "message": "required"}
     ]
+
+
+SECRET_SPEC = {
+    "env": {"OPENAI_API_KEY": {"secret": "openai#api_key"}, "LOG_LEVEL": "debug"},
+    "secret_files": [{"secret": "tls#key", "path": "/run/secrets/tls.key"}],
+}
+
+
+def test_env_takes_secret_references_beside_plain_strings() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["spec"] |= SECRET_SPEC
+    m = parse_agent(doc)
+    assert m.spec.plain_env() == {"LOG_LEVEL": "debug"}
+    assert [(r.field, str(r.ref)) for r in m.spec.secret_references()] == [
+        ("spec.env.OPENAI_API_KEY", "openai#api_key"),
+        ("spec.secret_files[0].secret", "tls#key"),
+    ]
+    # Stored and shown as written: references only.
+    assert m.to_document()["spec"]["env"] == SECRET_SPEC["env"]
+    assert parse_agent(m.to_document()) == m
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where", "fragment"),
+    [
+        ("spec.env", {"K": {"secret": "openai"}}, "spec.env.K.secret", "NAME#KEY"),
+        ("spec.env", {"K": {"secret": "a#b", "x": 1}}, "spec.env.K.x", "unknown key"),
+        ("spec.env", {"K": {"secret": "a#b/c"}}, "spec.env.K.secret", "secret key 'b/c'"),
+        ("spec.secret_files", [{"secret": "a#b"}], "spec.secret_files[0].path", "required"),
+        ("spec.secret_files", [{"secret": "a#b", "path": "x"}], "spec.secret_files[0].path",
+         "absolute file path"),
+        ("spec.secret_files", [{"secret": "a#b", "path": "/run/../etc/x"}],
+         "spec.secret_files[0].path", "without '.' or '..'"),
+        ("spec.secret_files", [{"secret": "a#b", "path": "/proc/x"}],
+         "spec.secret_files[0].path", "under /proc"),
+        ("spec.secret_files", [{"secret": "a#b", "path": "/run/s"}, {"secret": "a#c",
+         "path": "/run/s/t"}], "spec.secret_files[1].path", "clashes with the secret file"),
+    ],
+)  # fmt: skip
+def test_bad_secret_references_name_the_field(
+    path: str, value: Any, where: str, fragment: str
+) -> None:
+    err = error_of(with_(path, value))
+    assert [p.path for p in err.problems] == [where]
+    assert fragment in str(err)
+
+
+def test_the_schema_offers_a_string_or_a_secret_reference_for_env() -> None:
+    from aegis_ray.core.models.loading import json_schema
+
+    schema = json_schema("agent")
+    env = schema["$defs"]["AgentSpec"]["properties"]["env"]["additionalProperties"]
+    assert {"type": "string"} in env["oneOf"]
+    assert "SecretFileSpec" in schema["$defs"]

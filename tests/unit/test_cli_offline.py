@@ -63,7 +63,7 @@ def test_up_refuses_an_edge_node_config(tmp_path: Path) -> None:
 UNWIRED_HEAD = (
     "apiVersion: 100monkeys.ai/v1\nkind: NodeConfig\nmetadata: {name: o}\nspec:\n"
     "  node: {id: o1, type: orchestrator}\n"
-    "  secrets: {backend: openbao, address: 'http://127.0.0.1:8200'}\n"
+    "  storage: {backend: local, path: /srv/aegis}\n"
 )
 
 
@@ -72,7 +72,7 @@ def test_config_validate_refuses_a_key_nothing_reads_yet(tmp_path: Path) -> None
     config.write_text(UNWIRED_HEAD)
     result = runner.invoke(app, ["config", "validate", str(config)])
     assert result.exit_code == 2
-    assert f"{config}: spec.secrets: not wired yet" in " ".join(result.output.split())
+    assert f"{config}: spec.storage: not wired yet" in " ".join(result.output.split())
 
 
 def test_up_and_node_start_refuse_unwired_keys_before_starting_anything(tmp_path: Path) -> None:
@@ -82,5 +82,5 @@ def test_up_and_node_start_refuse_unwired_keys_before_starting_anything(tmp_path
     for command in (["up", "--config", str(config)], ["node", "start", "--config", str(config)]):
         result = runner.invoke(app, command, env=home)
         assert result.exit_code == 2, (command, result.output)
-        assert "spec.secrets" in result.output and "not wired yet" in result.output
+        assert "spec.storage" in result.output and "not wired yet" in result.output
     assert not (tmp_path / "home").exists()  # nothing was started

@@ -12,7 +12,12 @@ from aegis_ray.adapters.files import write_private
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.core.models.loading import parse_node_config
 from aegis_ray.node import stack
-from aegis_ray.node.services import ServiceConfigError, external_database_url, head_settings
+from aegis_ray.node.services import (
+    ServiceConfigError,
+    external_database_url,
+    external_openbao,
+    head_settings,
+)
 from aegis_ray.settings import Settings
 
 HEAD: dict[str, Any] = {
@@ -143,3 +148,68 @@ def test_a_ray_token_from_the_environment_is_kept_under_aegis_home(
     assert auth == ray_head.RayAuth("token", str(home / "ray_auth_token.attached"))
     assert Path(str(auth.token_path)).read_text() == "t0ken"
     assert not (tmp_path / "user" / ".aegis").exists()
+
+
+SECRETS_SECTION: dict[str, Any] = {
+    "address": "https://openbao.internal:8200",
+    "approle": {"role_id": "aegis-role", "secret_id_env": "BAO_SECRET_ID"},
+}
+
+
+def test_no_openbao_configured_means_the_embedded_one(env: pytest.MonkeyPatch) -> None:
+    assert external_openbao(Settings(), None) is None
+    assert external_openbao(Settings(), parse_node_config(HEAD)) is None
+
+
+def test_the_node_configs_openbao_is_used_with_its_approle(env: pytest.MonkeyPatch) -> None:
+    doc = copy.deepcopy(HEAD)
+    doc["spec"]["secrets"] = SECRETS_SECTION
+    node = parse_node_config(doc)
+    with pytest.raises(ServiceConfigError, match="BAO_SECRET_ID is not set"):
+        external_openbao(Settings(), node)
+    env.setenv("BAO_SECRET_ID", "the-secret-id")
+    access = external_openbao(Settings(), node)
+    assert access is not None
+    assert (access.address, access.role_id, access.secret_id_env) == (
+        "https://openbao.internal:8200",
+        "aegis-role",
+        "BAO_SECRET_ID",
+    )
+    assert access.secret_id() == "the-secret-id"
+    assert "the-secret-id" not in str(stack.asdict(access))  # what travels names the variable
+
+
+def test_the_environment_names_an_openbao_over_the_node_config(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "secret-id"
+    secret_file.write_text("file-secret-id")
+    secret_file.chmod(0o644)
+    env.setenv("AEGIS_OPENBAO_ADDR", "https://bao.env:8200")
+    with pytest.raises(ServiceConfigError, match="set AEGIS_OPENBAO_ROLE_ID too"):
+        external_openbao(Settings(), None)
+    env.setenv("AEGIS_OPENBAO_ROLE_ID", "env-role")
+    with pytest.raises(ServiceConfigError, match="exactly one of AEGIS_OPENBAO_SECRET_ID"):
+        external_openbao(Settings(), None)
+    env.setenv("AEGIS_OPENBAO_SECRET_ID_FILE", str(secret_file))
+    with pytest.raises(ServiceConfigError, match="mode 0644"):
+        external_openbao(Settings(), None)
+    secret_file.chmod(0o600)
+    doc = copy.deepcopy(HEAD)
+    doc["spec"]["secrets"] = SECRETS_SECTION
+    access = external_openbao(Settings(), parse_node_config(doc))
+    assert access is not None
+    assert (access.address, access.role_id, access.secret_id_file) == (
+        "https://bao.env:8200",
+        "env-role",
+        str(secret_file),
+    )
+    assert access.secret_id() == "file-secret-id"
+
+
+def test_approle_settings_without_an_external_openbao_are_refused(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("AEGIS_OPENBAO_ROLE_ID", "role")
+    with pytest.raises(ServiceConfigError, match="AEGIS_OPENBAO_ROLE_ID set but no external"):
+        external_openbao(Settings(), None)

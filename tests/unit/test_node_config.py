@@ -51,11 +51,17 @@ SERVICES: dict[str, Any] = {
     "database": {"url": "postgresql://aegis@db/aegis"},
     "temporal": {"address": "temporal:7233"},
 }
+# An external OpenBao, reached with the control plane's AppRole.
+SECRETS: dict[str, Any] = {
+    "backend": "openbao",
+    "address": "https://openbao:8200",
+    "approle": {"role_id": "aegis", "secret_id_file": "/etc/aegis/openbao-secret-id"},
+    "ca_file": "/etc/aegis/openbao-ca.pem",
+}
 # Sections the deployment document shows that no code reads yet: refused until wired.
 NOT_WIRED: dict[str, Any] = {
     "llm_providers": [{"name": "local", "type": "ollama", "endpoint": "http://llm:11434"}],
     "storage": {"backend": "seaweedfs", "filer_url": "http://seaweedfs:8888"},
-    "secrets": {"backend": "openbao", "address": "http://openbao:8200"},
 }
 
 
@@ -121,7 +127,6 @@ def test_every_unwired_key_is_reported_at_once() -> None:
     assert paths == [
         "spec.llm_providers",
         "spec.storage",
-        "spec.secrets",
         "spec.runtime.nfs_server_host",
     ]
 
@@ -228,7 +233,7 @@ def test_bad_node_section_names_the_key(node: dict[str, Any], path: str, fragmen
         ("storage", {"backend": "seaweedfs"}, "spec.storage.filer_url", "required"),
         (
             "secrets",
-            {"backend": "openbao", "address": "bao:8200"},
+            {"address": "bao:8200", "approle": {"role_id": "r", "secret_id_env": "ID"}},
             "spec.secrets.address",
             "not an http(s) URL",
         ),
@@ -247,3 +252,40 @@ def test_service_sections_are_strict(section: str, value: Any, path: str, fragme
     err = error_of(doc)
     assert [p.path for p in err.problems] == [path]
     assert fragment in str(err)
+
+
+def test_an_orchestrator_names_an_external_openbao_reached_with_approle() -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["secrets"] = SECRETS
+    secrets = parse_node_config(doc).spec.secrets
+    assert secrets is not None and secrets.approle.role_id == "aegis"
+    assert (secrets.mount, secrets.approle.mount) == ("secret", "approle")
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "fragment"),
+    [
+        ({"approle": {"role_id": "r"}}, "spec.secrets.approle.secret_id_env", "exactly one"),
+        ({"approle": {"role_id": "r", "secret_id_env": "A", "secret_id_file": "/f"}},
+         "spec.secrets.approle.secret_id_env", "exactly one"),
+        ({"approle": {"role_id": "r", "secret_id_env": "1A"}},
+         "spec.secrets.approle.secret_id_env", "not an environment variable name"),
+        ({"address": "http://openbao:8200"}, "spec.secrets.ca_file", "only used with an https"),
+        ({"approle": {"role_id": "r", "secret_id": "s3cr3t"}}, "spec.secrets.approle.secret_id",
+         "unknown key"),
+    ],
+)  # fmt: skip
+def test_the_secrets_section_is_strict(change: dict[str, Any], path: str, fragment: str) -> None:
+    doc = copy.deepcopy(ORCH)
+    doc["spec"]["secrets"] = SECRETS | change
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == [path]
+    assert fragment in str(err)
+
+
+def test_an_edge_refuses_a_secrets_section_it_would_never_use() -> None:
+    doc = node_doc(type="edge", resources={"cpu_cores": 2, "memory_gb": 4})
+    doc["spec"] |= {"secrets": SECRETS, "runtime": {"orchestrator_url": "http://orch:8080"}}
+    err = error_of(doc)
+    assert [p.path for p in err.problems] == ["spec.secrets"]
+    assert "an edge node runs no control plane" in str(err)

@@ -20,6 +20,7 @@ from aegis_ray.contract.errors import ERRORS, GRPC_TO_HTTP
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.rpc import executions_pb2 as ex
 from aegis_ray.rpc import nodes_pb2 as nd
+from aegis_ray.rpc import secrets_pb2 as sc
 from aegis_ray.rpc.convert import health_body, health_message, manifest_message, to_dict, to_message
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def test_rpc_names_are_unique_across_services() -> None:
     # service: two services with a `List` would reach the same method.
     names = [
         method.name
-        for module in (ex, nd)
+        for module in (ex, nd, sc)
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     ]
@@ -189,3 +190,19 @@ def test_resources_and_capacities_cross_grpc_whatever_their_dimensions() -> None
     security = {"resources": {"cpu": "0.5", "memory": "512Mi", "npu": 2}}
     msg = to_message(security, executions_pb2.SecuritySpec)
     assert to_dict(msg, drop_unset=True)["resources"] == security["resources"]
+
+
+def test_secret_references_survive_the_structured_manifest() -> None:
+    doc = yaml.safe_load((REPO / "examples" / "hello-agent.yaml").read_text())
+    doc["spec"]["env"] = {"K": {"secret": "openai#api_key"}, "PLAIN": "text"}
+    doc["spec"]["secret_files"] = [{"secret": "tls#key", "path": "/run/secrets/tls.key"}]
+    msg = manifest_message(parse_agent(doc).to_document())
+    assert msg.spec.secret_files[0].path == "/run/secrets/tls.key"
+    assert parse_agent(to_dict(msg)) == parse_agent(doc)
+
+
+def test_a_secret_reply_has_no_field_for_a_value() -> None:
+    body = {"name": "openai", "keys": ["api_key"], "version": 2, "created_at": None}
+    assert to_dict(to_message(body, sc.Secret))["keys"] == ["api_key"]
+    with pytest.raises(json_format.ParseError, match="data"):
+        to_message(body | {"data": {"api_key": "v"}}, sc.Secret)

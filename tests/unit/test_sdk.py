@@ -222,3 +222,28 @@ def test_token_operations_have_rest_routes_and_grpc_requests() -> None:
     for r in requests:
         service, method, build = over_grpc.RPCS[r.op]
         assert build(r.args).DESCRIPTOR.name.endswith("Request"), method
+
+
+def test_every_operation_has_a_rest_route_and_secret_names_are_one_path_segment() -> None:
+    from aegis_ray.sdk.rest import route
+
+    assert route(Op.list, {"limit": 50, "states": None, "name": None, "before": None})[1] == (
+        "/v1/executions"
+    )
+    assert route(Op.put_secret, {"name": "a/b", "data": {"k": "v"}})[:2] == (
+        "PUT",
+        "/v1/secrets/a%2Fb",
+    )
+    assert route(Op.secrets, {}) == ("GET", "/v1/secrets", {})
+    assert route(Op.delete_secret, {"name": "openai"})[:2] == ("DELETE", "/v1/secrets/openai")
+
+
+def test_secret_calls_send_the_values_and_return_metadata_only() -> None:
+    meta = {"name": "openai", "keys": ["api_key"], "version": 1}
+    t = Replies(meta, {"items": [meta]}, meta, {"name": "openai", "deleted": True})
+    c = Client(t)
+    assert c.put_secret("openai", {"api_key": "sk-1"}).keys == ["api_key"]
+    assert [s.name for s in c.secrets().items] == ["openai"]
+    assert c.secret("openai").version == 1
+    assert c.delete_secret("openai").deleted
+    assert t.sent[0] == (Op.put_secret, {"name": "openai", "data": {"api_key": "sk-1"}})

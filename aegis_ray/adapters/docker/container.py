@@ -6,8 +6,11 @@ clients and import neither Docker nor Ray.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+
+from aegis_ray.core.secrets import SecretDelivery
 
 LABEL_PREFIX = "ai.100monkeys.aegis"
 LABEL_EXECUTION_ID = f"{LABEL_PREFIX}/execution-id"
@@ -18,6 +21,9 @@ LABEL_TIMEOUT = f"{LABEL_PREFIX}/timeout-s"
 LABEL_PLACEMENT_GROUP = f"{LABEL_PREFIX}/placement-group-id"
 # The aegis node whose agent started it: several nodes (or clusters) may share one engine.
 LABEL_NODE = f"{LABEL_PREFIX}/node-id"
+# Which env variables and files hold which secret ("NAME#KEY"), never a value: what a restarted
+# node agent needs to find the values again and keep redacting them.
+LABEL_SECRET_REFS = f"{LABEL_PREFIX}/secret-refs"
 RESERVED_LABELS = (
     LABEL_NODE,
     LABEL_EXECUTION_ID,
@@ -25,6 +31,7 @@ RESERVED_LABELS = (
     LABEL_MANAGED,
     LABEL_TIMEOUT,
     LABEL_PLACEMENT_GROUP,
+    LABEL_SECRET_REFS,
 )
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -34,6 +41,8 @@ ERROR_CODES = (
     "docker_unavailable",
     "start_failed",
     "invalid_spec",
+    "secret_not_found",
+    "secrets_unavailable",
 )
 # Docker refuses memory limits below 6 MiB.
 MIN_MEMORY_BYTES = 6 * 1024 * 1024
@@ -80,6 +89,8 @@ class ContainerSpec:
     placement_group_id: str = ""
     # The node whose agent runs it (set by the agent itself).
     node_id: str = ""
+    # Where the node agent gets the values of the manifest's secret references (tokens only).
+    secrets: SecretDelivery | None = None
 
     def problems(self) -> list[str]:
         """Every invalid field, each naming the field, the bad value and what is accepted."""
@@ -119,6 +130,13 @@ class ContainerSpec:
             out.append(f"labels must not set the reserved keys {reserved!r}")
         if self.timeout_s is not None and not self.timeout_s > 0:
             out.append(f"timeout_s must be > 0 or None, got {self.timeout_s}")
+        if self.secrets is not None:
+            twice = sorted({e.env for e in self.secrets.env} & set(self.env))
+            if twice:
+                out.append(f"env names {twice!r} are given both a value and a secret")
+            relative = [f.path for f in self.secrets.files if not f.path.startswith("/")]
+            if relative:
+                out.append(f"secret file paths must be absolute, got {relative!r}")
         return out
 
     def validate(self) -> None:
@@ -129,13 +147,11 @@ class ContainerSpec:
 
     @property
     def container_name(self) -> str:
-        # Docker names allow [a-zA-Z0-9_.-]; execution ids are UUIDs, but never trust input.
-        prefix = re.sub(r"[^a-zA-Z0-9_.-]", "-", self.execution_id[:12])
-        return f"aegis-{prefix}-a{self.attempt}"
+        return container_name(self.execution_id, self.attempt)
 
     def all_labels(self) -> dict[str, str]:
         """The caller's labels plus the ones every aegis container carries."""
-        return {
+        labels = {
             **self.labels,
             LABEL_EXECUTION_ID: self.execution_id,
             LABEL_ATTEMPT: str(self.attempt),
@@ -144,6 +160,41 @@ class ContainerSpec:
             LABEL_PLACEMENT_GROUP: self.placement_group_id,
             LABEL_NODE: self.node_id,
         }
+        if self.secrets is not None:
+            labels[LABEL_SECRET_REFS] = SecretPlaces(
+                {e.env: str(e.ref) for e in self.secrets.env},
+                tuple((f.path, str(f.ref)) for f in self.secrets.files),
+            ).label()
+        return labels
+
+
+def container_name(execution_id: str, attempt: int) -> str:
+    """The attempt's container name (also names its secret files on the node)."""
+    # Docker names allow [a-zA-Z0-9_.-]; execution ids are UUIDs, but never trust input.
+    prefix = re.sub(r"[^a-zA-Z0-9_.-]", "-", execution_id[:12])
+    return f"aegis-{prefix}-a{attempt}"
+
+
+@dataclass(frozen=True)
+class SecretPlaces:
+    """Where a container holds secret values: env variable -> "NAME#KEY", and the files
+    (container path, "NAME#KEY") in the order they are written on the node."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    files: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.env or self.files)
+
+    def label(self) -> str:
+        return json.dumps({"env": self.env, "files": [list(f) for f in self.files]})
+
+    @classmethod
+    def from_label(cls, text: str) -> SecretPlaces:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(dict(data.get("env") or {}), tuple(tuple(f) for f in data.get("files") or ()))
 
 
 @dataclass(frozen=True)

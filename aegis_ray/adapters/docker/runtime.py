@@ -16,13 +16,14 @@ import logging
 import math
 import socket
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 from docker.utils import parse_repository_tag
 
 from aegis_ray.adapters.docker.container import (
@@ -30,9 +31,11 @@ from aegis_ray.adapters.docker.container import (
     LABEL_EXECUTION_ID,
     LABEL_MANAGED,
     LABEL_PLACEMENT_GROUP,
+    LABEL_SECRET_REFS,
     LABEL_TIMEOUT,
     ContainerSpec,
     LaunchError,
+    SecretPlaces,
 )
 from aegis_ray.adapters.docker.logs import parse_stamp
 
@@ -59,6 +62,7 @@ class Managed:
     started_at: float | None  # unix seconds, None if it never started
     timeout_s: float | None
     placement_group_id: str
+    secret_places: SecretPlaces = field(default_factory=SecretPlaces)
 
 
 @dataclass(frozen=True)
@@ -156,12 +160,22 @@ class DockerRuntime:
 
     # -- containers -----------------------------------------------------------------------
 
-    def start(self, spec: ContainerSpec) -> str:
-        """Create and start the spec's container with its limits; returns the container id."""
+    def start(
+        self,
+        spec: ContainerSpec,
+        *,
+        secret_env: Mapping[str, str] | None = None,
+        secret_mounts: list[Mount] | None = None,
+    ) -> str:
+        """Create and start the spec's container with its limits; returns the container id.
+
+        `secret_env` and `secret_mounts` carry the values of the spec's secret references,
+        resolved by the caller: the spec itself holds none."""
         spec.validate()
         env = {
             "HOME": "/tmp",  # nobody has no writable home; /tmp is the one writable place
             **spec.env,
+            **(secret_env or {}),
             "AEGIS_EXECUTION_ID": spec.execution_id,
             "AEGIS_ATTEMPT": str(spec.attempt),
         }
@@ -186,7 +200,9 @@ class DockerRuntime:
             init=True,
             auto_remove=False,  # exit code and logs are collected before removal
             log_config=LOG_CONFIG,
-            # No volumes or mounts, ever: above all not the Docker socket.
+            # No volumes, and no mounts but the attempt's own secret files (read-only, from the
+            # node's tmpfs): above all never the Docker socket.
+            mounts=list(secret_mounts or []),
         )
         container = self._create(spec, kwargs)
         try:
@@ -259,6 +275,12 @@ class DockerRuntime:
             out.append(_managed(c["Id"], c.get("Labels") or {}, state))
         return out
 
+    def container_env(self, container_id: str) -> dict[str, str]:
+        """The environment the container was created with (secret values included)."""
+        config = self.client.api.inspect_container(container_id)["Config"]
+        pairs = (item.partition("=") for item in config.get("Env") or [])
+        return {name: value for name, _, value in pairs}
+
     def wait(self, container_id: str) -> Exit:
         """Block until the container has ended; how it ended (None exit code if it is gone)."""
         try:
@@ -329,6 +351,7 @@ def _managed(container_id: str, labels: dict[str, str], state: dict[str, Any]) -
         started_at=_engine_time(started),
         timeout_s=float(timeout) if timeout else None,
         placement_group_id=labels.get(LABEL_PLACEMENT_GROUP, ""),
+        secret_places=SecretPlaces.from_label(labels.get(LABEL_SECRET_REFS, "")),
     )
 
 

@@ -8,18 +8,23 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    Discriminator,
     Field,
     JsonValue,
     WithJsonSchema,
     model_validator,
 )
+from pydantic import Tag as Member
 
 from aegis_ray.core.models.base import (
+    SECRET_MEMBER,
+    TEXT_MEMBER,
     DnsLabel,
     StrictInt,
     StrictModel,
     bounded,
     field_error,
+    field_errors,
     unique,
 )
 from aegis_ray.core.models.quantity import (
@@ -33,6 +38,7 @@ from aegis_ray.core.models.quantity import (
     parse_memory,
 )
 from aegis_ray.core.models.tags import validate_tag
+from aegis_ray.core.secrets import REFERENCE_FORM, Reference, SecretRef, check_reference
 
 _SIZE_SCHEMA: dict[str, Any] = {
     "anyOf": [
@@ -153,6 +159,62 @@ def validate_image(ref: str) -> str:
     return ref
 
 
+SecretReference = Annotated[
+    str,
+    AfterValidator(check_reference),
+    Field(description=f"a secret of this tenant and one of its keys: {REFERENCE_FORM}"),
+]
+
+
+class SecretEnvValue(StrictModel):
+    """An env value taken from a secret at launch: `{secret: "openai#api_key"}`."""
+
+    secret: SecretReference
+
+
+def _env_member(value: Any) -> str | None:
+    if isinstance(value, str):
+        return TEXT_MEMBER
+    return SECRET_MEMBER if isinstance(value, dict | SecretEnvValue) else None
+
+
+EnvValue = Annotated[
+    Annotated[str, Member(TEXT_MEMBER)] | Annotated[SecretEnvValue, Member(SECRET_MEMBER)],
+    Discriminator(
+        _env_member,
+        custom_error_type="env_value",
+        custom_error_message=f"must be a valid string or {{secret: {REFERENCE_FORM}}}",
+    ),
+]
+# Where a secret file may not go: the container's root, the kernel's file systems, and the
+# writable /tmp (a secret file is read-only, and shadowing /tmp would be confusing).
+_NO_SECRET_FILES_UNDER = ("/proc", "/sys", "/dev", "/tmp")
+_PATH_RE = re.compile(r"(/[A-Za-z0-9_.@+-]+)+")
+
+
+def _check_secret_path(path: str) -> str:
+    if not _PATH_RE.fullmatch(path) or any(p in (".", "..") for p in path.split("/")):
+        raise ValueError(
+            f"{path!r} must be an absolute file path of letters, digits and '_.@+-' "
+            "without '.' or '..' parts, like /run/secrets/api_key"
+        )
+    for root in _NO_SECRET_FILES_UNDER:
+        if path == root or path.startswith(root + "/"):
+            raise ValueError(f"{path!r} is under {root}, where secret files cannot go")
+    return path
+
+
+class SecretFileSpec(StrictModel):
+    """A read-only file (tmpfs, mode 0400, owned by the container's user) holding a secret."""
+
+    secret: SecretReference
+    path: Annotated[str, AfterValidator(_check_secret_path)]
+
+    @property
+    def ref(self) -> SecretRef:
+        return SecretRef.parse(self.secret)
+
+
 class AgentMetadata(StrictModel):
     name: DnsLabel
     version: str = "0.1.0"
@@ -197,9 +259,50 @@ class ExecutionSpec(StrictModel):
 class AgentSpec(StrictModel):
     runtime: RuntimeSpec
     task: TaskSpec = Field(default_factory=TaskSpec)
-    env: dict[EnvName, str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    secret_files: list[SecretFileSpec] = Field(default_factory=list)
     security: SecuritySpec = Field(default_factory=SecuritySpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+
+    @model_validator(mode="after")
+    def _secret_files_apart(self) -> AgentSpec:
+        """No two secret files at one path, nor one inside another's path."""
+        problems: list[tuple[str, str, Any]] = []
+        seen: list[str] = []
+        for i, f in enumerate(self.secret_files):
+            clash = next(
+                (p for p in seen if p == f.path or f.path.startswith(p + "/")
+                 or p.startswith(f.path + "/")),
+                None,
+            )  # fmt: skip
+            if clash is not None:
+                why = f"clashes with the secret file at {clash!r}"
+                problems.append((f"secret_files[{i}].path", why, f.path))
+            seen.append(f.path)
+        if problems:
+            raise field_errors(problems)
+        return self
+
+    def secret_env(self) -> dict[str, SecretRef]:
+        """The env variables whose value comes from a secret."""
+        return {
+            name: SecretRef.parse(value.secret)
+            for name, value in self.env.items()
+            if isinstance(value, SecretEnvValue)
+        }
+
+    def secret_references(self) -> list[Reference]:
+        """Every place this spec takes a value from a secret, in document order."""
+        found = [Reference(f"spec.env.{n}", ref) for n, ref in self.secret_env().items()]
+        found += [
+            Reference(f"spec.secret_files[{i}].secret", f.ref)
+            for i, f in enumerate(self.secret_files)
+        ]
+        return found
+
+    def plain_env(self) -> dict[str, str]:
+        """The env values written in the manifest itself (not those from secrets)."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
 
     @model_validator(mode="before")
     @classmethod

@@ -14,6 +14,11 @@ API_VERSION = "100monkeys.ai/v1"
 # Field errors raised by a model-level check carry the sub-path they are about (for example
 # NodeSpec reporting "node.resources"), so that the loader can point at the right key.
 FIELD_ERROR = "aegis_field"
+# Members of a union with a discriminator (an env value: text or a secret reference). Pydantic
+# puts the member's tag in an error's location; the loader leaves it out of the field path.
+TEXT_MEMBER = "<text>"
+SECRET_MEMBER = "<secret>"
+UNION_MEMBERS = frozenset({TEXT_MEMBER, SECRET_MEMBER})
 
 
 class StrictModel(BaseModel):

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from aegis_ray.core.models.agent import AgentManifest
-from aegis_ray.core.models.base import API_VERSION, FIELD_ERROR
+from aegis_ray.core.models.base import API_VERSION, FIELD_ERROR, UNION_MEMBERS
 from aegis_ray.core.models.node import NodeConfig
 
 KINDS: dict[str, type[AgentManifest] | type[NodeConfig]] = {
@@ -260,6 +260,8 @@ def _dotted(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         elif part == "[key]":
             continue  # pydantic's marker for "the key itself is wrong"; the message names it
+        elif part in UNION_MEMBERS:
+            continue  # which member of a union was tried: the key's path is the same
         else:
             out += f".{part}" if out else str(part)
     return out

@@ -194,10 +194,64 @@ class TemporalSection(StrictModel):
     task_queue: str = TASK_QUEUE
 
 
+_ENV_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _check_env_var(value: str) -> str:
+    if not _ENV_VAR.fullmatch(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+def _check_absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute file path")
+    return value
+
+
+def _check_mount(value: str) -> str:
+    if not _MOUNT.fullmatch(value):
+        raise ValueError(f"{value!r} is not an OpenBao mount path like 'secret' or 'approle'")
+    return value
+
+
+Mount = Annotated[str, AfterValidator(_check_mount)]
+
+
+class AppRoleSection(StrictModel):
+    """How the control plane logs in to an external OpenBao. The secret id is never written
+    here (a NodeConfig is copied from machine to machine): it is in an environment variable
+    or in a file only the aegis user can read (mode 0600)."""
+
+    role_id: Annotated[str, Field(min_length=1)]
+    secret_id_env: Annotated[str, AfterValidator(_check_env_var)] | None = None
+    secret_id_file: Annotated[str, AfterValidator(_check_absolute)] | None = None
+    mount: Mount = "approle"
+
+    @model_validator(mode="after")
+    def _one_secret_id(self) -> AppRoleSection:
+        if (self.secret_id_env is None) == (self.secret_id_file is None):
+            why = "give exactly one of secret_id_env (a variable name) and secret_id_file"
+            raise field_error("secret_id_env", why, None)
+        return self
+
+
 class SecretsSection(StrictModel):
-    backend: Literal["openbao"]
+    """An external OpenBao (the default is an embedded one that `aegis up` starts)."""
+
+    backend: Literal["openbao"] = "openbao"
     address: HttpUrl
-    mount: str = "secret"
+    mount: Mount = Field("secret", description="the KV version 2 secrets engine")
+    approle: AppRoleSection
+    # The CA certificate (PEM) that signed the server's certificate, for an https address.
+    ca_file: Annotated[str, AfterValidator(_check_absolute)] | None = None
+
+    @model_validator(mode="after")
+    def _ca_needs_https(self) -> SecretsSection:
+        if self.ca_file is not None and not self.address.startswith("https://"):
+            raise field_error("ca_file", "only used with an https:// address", self.ca_file)
+        return self
 
 
 class ApiSection(StrictModel):
@@ -248,10 +302,10 @@ class NodeSpec(StrictModel):
 NOT_WIRED_YET = {
     "llm_providers": "not wired yet: aegis-ray passes no LLM providers to agents",
     "storage": "not wired yet: execution storage (SeaweedFS) arrives with its own step",
-    "secrets": "not wired yet: secrets (OpenBao) arrive with their own step",
     "runtime.nfs_server_host": "not wired yet: NFS volume mounts are a later step",
 }
-HEAD_ONLY = ("database", "temporal")  # read by the control plane, which edges do not run
+# Read by the control plane, which edges do not run.
+HEAD_ONLY = ("database", "temporal", "secrets")
 _HOST_PORT = re.compile(r"(\[[^]]+\]|[^:/\s]+):\d{1,5}")
 
 
