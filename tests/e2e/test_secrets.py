@@ -94,6 +94,29 @@ def aegis_in(stack: Stack, *args: str, stdin: str = "") -> subprocess.CompletedP
     )  # fmt: skip
 
 
+def stored_token(stack: Stack, tenant: str) -> str:
+    """A user token of `tenant` written straight to the token table (as one issued before the
+    API checked tenant ids)."""
+    import asyncio
+
+    import asyncpg
+
+    from aegis_ray.adapters.postgres.tokens import TokenStore
+    from aegis_ray.node.stack import UpState
+
+    state = UpState.load(stack.home / "up.json")
+    assert state is not None
+
+    async def create() -> str:
+        pool = await asyncpg.create_pool(state.database_url, min_size=1, max_size=1)
+        try:
+            return await TokenStore(pool).create(tenant_id=tenant, role="user", ttl_s=600)
+        finally:
+            await pool.close()
+
+    return asyncio.run(create())
+
+
 def token_of(stack: Stack, tenant: str) -> str:
     r = httpx.post(
         f"{stack.api_url}/v1/tokens",
@@ -293,8 +316,15 @@ def test_another_tenant_can_neither_see_nor_touch_nor_reference_a_secret(
         ("spec.secret_files[0].secret", "openai#api_key"),
     }
     assert other.list().items == []  # nothing was written
-    # A tenant id shaped like a path reaches no other tenant's secrets either.
-    sneaky = Client.rest(stack.api_url, token_of(stack, "../default"))
+    # A tenant id shaped like a path: the API issues no token for it (issue 12 bounds tenant
+    # ids), and one stored before reaches no other tenant's secrets either.
+    r = httpx.post(
+        f"{stack.api_url}/v1/tokens",
+        json={"role": "user", "tenant_id": "../default"},
+        headers={"Authorization": f"Bearer {stack.token}"},
+    )
+    assert r.status_code == 422 and r.json()["problems"][0]["path"] == "body.tenant_id", r.text
+    sneaky = Client.rest(stack.api_url, stored_token(stack, "../default"))
     assert sneaky.secrets().items == []
     other.delete_secret("openai")
 
