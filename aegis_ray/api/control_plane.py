@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from aegis_ray.contract.cluster import JoinSecretRequest, NodeIdentity, TokenReq
 from aegis_ray.core.interleave import Interleaver
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import TERMINAL_STATES, ExecutionState
-from aegis_ray.core.models.loading import parse_agent
+from aegis_ray.core.models.loading import MAX_MANIFEST_BYTES, Problem, parse_agent, unstorable
 from aegis_ray.core.models.node import NodeStatus, NodeType
 from aegis_ray.core.naming import SEARCH_AGENT, SEARCH_TENANT, WORKFLOW_NAME, workflow_id
 from aegis_ray.core.placement.demand import demand_of
@@ -43,7 +43,6 @@ from aegis_ray.core.placement.fit import NodeFacts, PlanResult, plan
 
 # Watchers are woken by PostgreSQL notifications; this is only the backstop for a lost one.
 FOLLOW_FALLBACK_S = 5.0
-MAX_MANIFEST_BYTES = 1 << 20
 USERS = ("admin", "user")
 ADMINS = ("admin",)
 # Registration: a join token (first time) or the node's own credential (again).
@@ -56,6 +55,8 @@ USER_TOKEN_TTL_S = 3600.0
 # An id prefix as people type it (`aegis get 7a3f2feb`): at least 4 characters of a UUID.
 ID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
 CLUSTER_EVENTS_MAX = 1000
+# Event and log ids are PostgreSQL bigints.
+_ID_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 
 def read_manifest(data: str | bytes | dict[str, Any], source: str) -> AgentManifest:
@@ -137,6 +138,37 @@ def _parse_labels(labels: list[str] | None) -> dict[str, str] | None:
     return out or None
 
 
+def shown(value: Any) -> Any:
+    """A value fit for an error body (JSON, UTF-8): strings with a NUL or a lone surrogate
+    as their repr."""
+    return repr(value) if unstorable(value) else value
+
+
+def refuse_problems(problems: list[Problem]) -> None:
+    """A bad_request naming each field, if there are problems."""
+    if problems:
+        message = "; ".join(f"{p.path}: {p.message}" for p in problems)
+        body = [{"path": p.path, "message": p.message, "value": shown(p.value)} for p in problems]
+        raise ApiProblem("bad_request", message, problems=body)
+
+
+def plain_text(**fields: Any) -> None:
+    """Refuse parameters PostgreSQL cannot hold (NUL, lone surrogates, NaN), by name."""
+    refuse_problems(unstorable(fields))
+
+
+def cursor_ids(**cursors: int | None) -> None:
+    """Refuse an event or line id outside PostgreSQL's bigint, by name."""
+    low, high = _ID_RANGE
+    for name, value in cursors.items():
+        if value is not None and not low <= value <= high:
+            raise ApiProblem(
+                "bad_request",
+                f"{name}={value}: not an id (ids are between {low} and {high})",
+                problems=[{"path": name, "message": "out of range", "value": str(value)}],
+            )
+
+
 def _tenant_scope(who: Caller) -> str | None:
     """Whose rows a caller sees in cluster-wide views: admins all (None), others their own."""
     return None if who.role in ADMINS else who.tenant_id
@@ -146,11 +178,20 @@ def _parse_cursor(before: str | None) -> tuple[datetime | None, uuid.UUID | None
     """Paging cursor "created_at|id" (as returned in next_before); ties on time stay exact."""
     if not before:
         return None, None
+    plain_text(before=before)
     when, _, ident = before.partition("|")
     try:
-        return datetime.fromisoformat(when), uuid.UUID(ident) if ident else None
-    except ValueError:
-        raise ApiProblem("bad_request", f"before={before!r} is not a paging cursor") from None
+        moment = datetime.fromisoformat(when)
+        if moment.tzinfo is not None:
+            moment.astimezone(UTC)  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        return moment, uuid.UUID(ident) if ident else None
+    except (ValueError, OverflowError):
+        raise ApiProblem(
+            "bad_request",
+            f"before={before!r} is not a paging cursor (a next_before, or a time from year 1"
+            " to 9999)",
+            problems=[{"path": "before", "message": "not a paging cursor", "value": before}],
+        ) from None
 
 
 def _finished(rec: ExecutionRecord) -> ApiProblem:
@@ -295,6 +336,7 @@ class ControlPlane(SecretOperations):
                     "bad_request",
                     f"unknown state {s!r}; accepted: " + ", ".join(ExecutionState.__members__),
                 )
+        plain_text(name=name, label=labels or [])
         cursor, cursor_id = _parse_cursor(before)
         rows = await (await self.conns.executions()).list(
             tenant_id=who.tenant_id,
@@ -346,6 +388,7 @@ class ControlPlane(SecretOperations):
         return rec.to_dict() | {"attempts": [a.to_dict() for a in attempts]}
 
     async def events(self, who: Caller, execution_id: str, after: int = 0) -> dict[str, Any]:
+        cursor_ids(after=after)
         rec = await self._record(who, execution_id)
         rows = await (await self.conns.executions()).events(
             rec.id, tenant_id=who.tenant_id, after_id=after
@@ -357,6 +400,7 @@ class ControlPlane(SecretOperations):
     ) -> dict[str, Any]:
         if not 1 <= limit <= 10_000:
             raise ApiProblem("bad_request", f"limit={limit}: must be between 1 and 10000")
+        cursor_ids(after=after)
         rec = await self._record(who, execution_id)
         rows = await (await self.conns.executions()).logs(
             rec.id, tenant_id=who.tenant_id, after_id=after, limit=limit
@@ -377,8 +421,10 @@ class ControlPlane(SecretOperations):
         in id order and lines within their attempt's run (see interleave.py), until the
         execution has ended and nothing is left: then {"end": {"state": ...}}.
 
-        Checks the execution exists before the first item (a wrong id fails at once).
+        Checks the execution exists and the cursors are ids before the first item (a wrong id
+        fails at once, not in the middle of a stream).
         """
+        cursor_ids(after_event=after_event, after_log=after_log)
         rec = await self._record(who, execution_id)
         store = await self.conns.executions()
         cursors = {"event": after_event, "log": after_log}
@@ -465,6 +511,7 @@ class ControlPlane(SecretOperations):
             raise ApiProblem(
                 "bad_request", f"limit={limit}: must be between 1 and {CLUSTER_EVENTS_MAX}"
             )
+        cursor_ids(after=after)
         store = await self.conns.cluster_events()
         rows = await store.list(tenant_id=_tenant_scope(who), after=after, limit=limit)
         return {"items": [r.to_dict() for r in rows]}
@@ -474,6 +521,7 @@ class ControlPlane(SecretOperations):
     ) -> AsyncIterator[dict[str, Any]]:
         """Events of the cluster feed ({"event": row}) after `after` (None: from now on), as
         they are stored; the stream does not end by itself."""
+        cursor_ids(after=after)
         store = await self.conns.cluster_events()
         scope = _tenant_scope(who)
 
@@ -511,6 +559,7 @@ class ControlPlane(SecretOperations):
         return {"items": items, "implicit_head": view.implicit_head}
 
     async def get_node(self, who: Caller, node_id: str) -> dict[str, Any]:
+        plain_text(node_id=node_id)
         view = await self.live_view()
         record = await (await self.conns.nodes()).get(node_id)
         for n in view.nodes:
@@ -525,6 +574,7 @@ class ControlPlane(SecretOperations):
         live credential any more: the token is spent and the node gets its own credential, in
         one transaction. A node with a credential re-registers with it, and only itself.
         """
+        refuse_problems(unstorable(identity.model_dump(mode="json")))
         n = identity.node
         resources = n.resources.model_dump() if n.resources else {}
         tokens = await self.conns.tokens()
@@ -597,12 +647,14 @@ class ControlPlane(SecretOperations):
             raise ApiProblem(
                 "forbidden", f"only node {node_id!r} itself (its credential) may heartbeat for it"
             )
+        plain_text(node_id=node_id)
         store = await self.conns.nodes()
         if not await store.heartbeat(node_id):
             raise not_found(f"registered node {node_id!r}")
         return await self._node_record(node_id)
 
     async def set_node_status(self, node_id: str, status: str) -> dict[str, Any]:
+        plain_text(node_id=node_id)
         if not await (await self.conns.nodes()).set_status(node_id, status):
             raise not_found(f"registered node {node_id!r}")
         # The feed shows the drain now, not at the reconciler's next round.
@@ -634,6 +686,7 @@ class ControlPlane(SecretOperations):
     async def create_token(self, who: Caller, req: TokenRequest) -> dict[str, Any]:
         """Issue a token: `join` for one node joining the cluster once, `user` for the
         execution API. No token lives forever unless the admin asks (`eternal`, user only)."""
+        refuse_problems(unstorable(req.model_dump(mode="json")))
         tenant = req.tenant_id or who.tenant_id
         ttl: float | None = req.ttl_s
         most = self.limits.join_token_max_ttl_s

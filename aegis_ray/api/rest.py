@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -22,7 +23,7 @@ from fastapi_offline import FastAPIOffline
 
 from aegis_ray import __version__
 from aegis_ray.adapters import metrics
-from aegis_ray.api.control_plane import MAX_MANIFEST_BYTES, read_manifest
+from aegis_ray.api.control_plane import MAX_MANIFEST_BYTES, plain_text, read_manifest, shown
 from aegis_ray.api.deps import AdminDep, CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
@@ -65,7 +66,7 @@ def invalid_request(exc: RequestValidationError) -> ApiProblem:
         {
             "path": ".".join(str(part) for part in err["loc"]),
             "message": err["msg"],
-            "value": jsonable_encoder(err.get("input")),
+            "value": shown(jsonable_encoder(err.get("input"))),
         }
         for err in exc.errors()
     ]
@@ -85,9 +86,34 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return problem_response(invalid_request(exc))
 
+    async def too_deep(_: Request, exc: Exception) -> JSONResponse:
+        # A JSON body nested thousands of levels deep exhausts the parser's recursion.
+        return problem_response(ApiProblem("bad_request", "request body nested too deeply"))
+
     for kind in refusal_types():
         app.add_exception_handler(kind, refused)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(RecursionError, too_deep)
+
+
+class PlainUrls:
+    """ASGI middleware: a path or query parameter PostgreSQL cannot hold (a NUL: `%00`) is
+    refused with 400 naming it, before any route sees it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            query: dict[str, list[str]] = {}
+            for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+                query.setdefault(f"query.{key}", []).append(value)
+            try:
+                plain_text(path=scope.get("path", ""), **query)
+            except ApiProblem as problem:
+                await problem_response(problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TimedRequests:
@@ -116,6 +142,7 @@ class TimedRequests:
 
 
 def _install_metrics(app: FastAPI) -> None:
+    app.add_middleware(PlainUrls)
     app.add_middleware(TimedRequests)
 
     @app.get("/metrics", tags=["cluster"], response_class=PlainTextResponse, responses=refusals())

@@ -21,7 +21,12 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 
 from aegis_ray.cli.render import Output, err_console, plan_table
-from aegis_ray.core.models.loading import ManifestError, load_file, parse_document
+from aegis_ray.core.models.loading import (
+    MAX_MANIFEST_BYTES,
+    ManifestError,
+    load_file,
+    parse_document,
+)
 from aegis_ray.sdk.client import Client
 from aegis_ray.sdk.contexts import ContextError
 from aegis_ray.sdk.errors import ApiError, ApiUnreachable, MissingToken
@@ -163,16 +168,24 @@ def refused(err: ApiUnreachable | ApiError) -> NoReturn:
 
 def read_text(path: Path) -> str:
     try:
-        return path.read_text()
+        return sys.stdin.read() if path == STDIN else path.read_text(encoding="utf-8")
     except OSError as err:
         fail(f"cannot read {path}: {err.strerror}", EXIT_BAD_INPUT)
+    except UnicodeDecodeError as err:
+        fail(f"{path}: not UTF-8 text (byte {err.start})", EXIT_BAD_INPUT)
 
 
 def manifest_text(path: Path) -> tuple[str, str]:
-    """A manifest's text and its name for messages; `-` reads standard input."""
-    if path == STDIN:
-        return sys.stdin.read(), "<stdin>"
-    return read_text(path), str(path)
+    """A manifest's text and its name for messages; `-` reads standard input. Refuses, as the
+    API would, a manifest over MAX_MANIFEST_BYTES."""
+    text, source = read_text(path), "<stdin>" if path == STDIN else str(path)
+    size = len(text.encode("utf-8", errors="surrogateescape"))
+    if size > MAX_MANIFEST_BYTES:
+        fail(
+            f"{source}: manifest of {size} bytes; the API takes at most {MAX_MANIFEST_BYTES}",
+            EXIT_BAD_INPUT,
+        )
+    return text, source
 
 
 def load_or_exit(path: Path, text: str | None = None) -> Any:

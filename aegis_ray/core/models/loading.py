@@ -8,6 +8,8 @@ would be accepted.
 from __future__ import annotations
 
 import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -27,6 +29,13 @@ KINDS: dict[str, type[AgentManifest] | type[NodeConfig]] = {
 }
 M = TypeVar("M", AgentManifest, NodeConfig)
 _MISSING = object()
+#: The largest manifest the API takes (and the CLI checks before sending one).
+MAX_MANIFEST_BYTES = 1 << 20
+#: How deeply a document may nest mappings and lists (a manifest needs a handful of levels;
+#: parsers and PostgreSQL give up somewhere past a thousand).
+MAX_DEPTH = 100
+# PostgreSQL text holds neither NUL nor lone surrogates (which are not UTF-8 either).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass
@@ -129,7 +138,13 @@ class _Loader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, typing.Hashable) and key in seen:
+            if not isinstance(key, str | int | float | bool | None):
+                # A list or mapping as a key (`? [a, b]`): no manifest key is one.
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value, not a list or mapping",
+                    key_node.start_mark,
+                )  # fmt: skip
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
@@ -146,6 +161,8 @@ def _document(data: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]
                 source, [Problem("", None, f"not UTF-8 text (byte {exc.start})", missing=True)]
             ) from None
     doc = _parse_text(data, source) if isinstance(data, str) else data
+    if problems := unstorable(doc):
+        raise ManifestError(source, problems)
     if not isinstance(doc, dict):
         what = "empty document" if doc is None else f"a {type(doc).__name__}"
         message = f"expected a mapping with apiVersion, kind, metadata, spec; got {what}"
@@ -153,7 +170,45 @@ def _document(data: dict[str, Any] | str | bytes, source: str) -> dict[str, Any]
     return doc
 
 
+def unstorable(doc: Any) -> list[Problem]:
+    """What no manifest may hold anywhere, whatever the field: nesting deeper than MAX_DEPTH,
+    NaN or infinity, NUL or a lone surrogate in a key or a string (one problem for each)."""
+    problems: list[Problem] = []
+    # Iterative, so that a deep document cannot exhaust Python's stack here either.
+    todo: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while todo:
+        value, path, depth = todo.pop()
+        if isinstance(value, dict | list) and depth >= MAX_DEPTH:
+            message = f"nested deeper than {MAX_DEPTH} levels"
+            problems.append(Problem(path, None, message, missing=True))
+        elif isinstance(value, dict):
+            for key, item in reversed(list(value.items())):
+                where = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    message = "key holds a NUL character or a lone surrogate"
+                    problems.append(Problem(where, key, message))
+                else:
+                    todo.append((item, where, depth + 1))
+        elif isinstance(value, list):
+            for i, item in reversed(list(enumerate(value))):
+                todo.append((item, f"{path}[{i}]", depth + 1))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem(path, str(value), "must be a finite number"))
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            message = "holds a NUL character or a lone surrogate"
+            problems.append(Problem(path, value, message))
+    return problems
+
+
 def _parse_text(text: str, source: str) -> Any:
+    try:
+        return _parse_text_of_any_depth(text, source)
+    except RecursionError:
+        message = f"nested too deeply (a manifest may nest {MAX_DEPTH} levels)"
+        raise ManifestError(source, [Problem("", None, message, missing=True)]) from None
+
+
+def _parse_text_of_any_depth(text: str, source: str) -> Any:
     if text.lstrip().startswith("{"):
         try:
             return json.loads(text, object_pairs_hook=_no_duplicates)
@@ -311,7 +366,8 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 def _json_safe(value: Any) -> Any:
     try:
-        json.dumps(value)
+        # Error bodies are JSON in UTF-8: no NaN, no lone surrogate.
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError):
         return repr(value)
     return value
