@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Where CLI commands send their requests; defaults to http://api_host:api_port.
     api_url: str | None = None
     api_token: str | None = None
+    # How long the CLI's and SDK's followers (submit -f, logs -f, wait, get -w, events -f)
+    # keep getting back to an API that went away before giving up (exit 3).
+    follow_outage_s: float = Field(default=300.0, gt=0)
     # How long an edge waits for an unreachable orchestrator (`ray up` starts both at once).
     register_wait_s: float = 300.0
     # How long an execution row may sit unchanged before the reconciler checks its workflow.

@@ -160,7 +160,8 @@ def _follow(s: Session, execution_id: str, output: Output) -> int:
                 sys.stdout.write(item.line + "\n")
                 sys.stdout.flush()
         spinner.stop()
-        rec = call(c.get, execution_id).to_json()
+        # `wait`, not `get`: it rides out an API that is away just now, as the watch did.
+        rec = call(c.wait, execution_id).to_json()
     except KeyboardInterrupt:
         spinner.stop()
         detached(execution_id)
@@ -426,6 +427,8 @@ def logs(
                 _print_lines([item], timestamps, _line_format(output))
             elif isinstance(item, End):
                 end = item.state.value if item.state else None
+        if end is None:  # the execution is gone: say how it ended rather than guess FAILED
+            end = call(c.wait, rec.id).state.value
     except KeyboardInterrupt:
         detached(rec.id)
     raise typer.Exit(_end_code(end))
