@@ -9,6 +9,8 @@ the gRPC layer converts them to messages field by field, so both transports carr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -55,6 +57,7 @@ USER_TOKEN_TTL_S = 3600.0
 # An id prefix as people type it (`aegis get 7a3f2feb`): at least 4 characters of a UUID.
 ID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{3,35}$")
 CLUSTER_EVENTS_MAX = 1000
+MAX_IDEMPOTENCY_KEY = 255
 # Event and log ids are PostgreSQL bigints.
 _ID_RANGE = (-(1 << 63), (1 << 63) - 1)
 
@@ -169,6 +172,17 @@ def cursor_ids(**cursors: int | None) -> None:
             )
 
 
+def check_idempotency_key(key: str) -> None:
+    """An Idempotency-Key: 1 to 255 printable ASCII characters (a UUID is a good one)."""
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not all(" " <= ch <= "~" for ch in key):
+        raise ApiProblem(
+            "bad_request",
+            f"idempotency key {key!r}: expected 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII"
+            " characters (a UUID will do)",
+            problems=[{"path": "idempotency_key", "message": "invalid", "value": shown(key)}],
+        )
+
+
 def _tenant_scope(who: Caller) -> str | None:
     """Whose rows a caller sees in cluster-wide views: admins all (None), others their own."""
     return None if who.role in ADMINS else who.tenant_id
@@ -261,7 +275,23 @@ class ControlPlane(SecretOperations):
         return plan_body(plan(demand_of(manifest), view.nodes))
 
     async def submit(self, who: Caller, manifest: AgentManifest) -> dict[str, Any]:
+        return (await self.submit_once(who, manifest, None))[0]
+
+    async def submit_once(
+        self, who: Caller, manifest: AgentManifest, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Submit; with an idempotency key, once per key and tenant for 24 hours: a second
+        submission with the key answers with the first's execution. (body, created)."""
         self.submits.take(who.token_id, "too many submissions with this token")
+        document = manifest.to_document()
+        store = await self.conns.executions()
+        digest = None
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
+            digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+            first = await store.first_of_key(who.tenant_id, idempotency_key, digest)
+            if first is not None:
+                return first.to_dict() | {"workflow_id": workflow_id(first.id)}, False
         view = await self.live_view()
         result = plan(demand_of(manifest), view.nodes)
         if not result.feasible:
@@ -269,14 +299,21 @@ class ControlPlane(SecretOperations):
         await self._check_secret_references(who, manifest)
         c = self.conns
         client = await c.temporal()  # fail before writing anything if Temporal is down
-        store = await c.executions()
-        rec = await store.create(
-            tenant_id=who.tenant_id,
-            name=manifest.metadata.name,
-            manifest=manifest.to_document(),
-            max_retries=manifest.spec.execution.max_retries,
-            timeout_s=manifest.spec.execution.timeout,
-        )
+        row = {
+            "tenant_id": who.tenant_id,
+            "name": manifest.metadata.name,
+            "manifest": document,
+            "max_retries": manifest.spec.execution.max_retries,
+            "timeout_s": manifest.spec.execution.timeout,
+        }
+        if idempotency_key is None or digest is None:
+            rec = await store.create(**row)
+        else:
+            rec, created = await store.create_once(
+                key=idempotency_key, manifest_sha256=digest, **row
+            )
+            if not created:  # a concurrent submission with the key won
+                return rec.to_dict() | {"workflow_id": workflow_id(rec.id)}, False
         wid = workflow_id(rec.id)
         try:
             await client.start_workflow(
@@ -295,7 +332,7 @@ class ControlPlane(SecretOperations):
         body = rec.to_dict() | {"workflow_id": wid}
         if not result.fits_now:
             body["waiting"] = result.summary()
-        return body
+        return body, True
 
     async def _workflow_labels(self, rec: ExecutionRecord) -> dict[str, Any]:
         """What the Temporal UI shows of an execution's workflow: a summary, a memo, and the

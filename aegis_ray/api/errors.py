@@ -12,6 +12,7 @@ import asyncpg
 
 from aegis_ray.adapters.openbao.client import SecretNotFound, SecretsUnavailable
 from aegis_ray.adapters.postgres.db import StoreUnavailable
+from aegis_ray.adapters.postgres.executions import IdempotencyConflict
 from aegis_ray.api.context import TemporalUnavailable
 from aegis_ray.contract.errors import ERRORS
 from aegis_ray.core.models.loading import ManifestError
@@ -55,6 +56,7 @@ def refusal_types() -> tuple[type[Exception], ...]:
     return (
         ApiProblem,
         ManifestError,
+        IdempotencyConflict,
         StoreUnavailable,
         asyncpg.PostgresConnectionError,
         asyncpg.InterfaceError,
@@ -73,6 +75,8 @@ def as_problem(exc: BaseException) -> ApiProblem | None:
         body = exc.to_dict()
         body.pop("error", None)
         return ApiProblem("invalid_manifest", str(exc), **body)
+    if isinstance(exc, IdempotencyConflict):
+        return ApiProblem("idempotency_conflict", str(exc), execution_id=exc.execution_id)
     if isinstance(exc, StoreUnavailable):
         return ApiProblem("database_unavailable", str(exc))
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | ConnectionError):

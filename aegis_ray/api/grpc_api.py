@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, ValidationError
 
 from aegis_ray.adapters import metrics
-from aegis_ray.api.auth import metadata_secret
+from aegis_ray.api.auth import Caller, metadata_secret
 from aegis_ray.api.control_plane import (
     ADMINS,
     JOINERS,
@@ -108,6 +108,11 @@ def _manifest(msg: ex.ManifestInput) -> AgentManifest:
     raise ApiProblem("bad_request", "manifest: give `agent` (structured) or `yaml` (text)")
 
 
+async def _submit(p: ControlPlane, who: Caller, r: ex.SubmitExecutionRequest) -> dict[str, Any]:
+    key = _opt(r, "idempotency_key", None)
+    return (await p.submit_once(who, _manifest(r.manifest), key))[0]
+
+
 def _opt(request: Message, name: str, default: Any) -> Any:
     return getattr(request, name) if request.HasField(name) else default
 
@@ -182,9 +187,7 @@ class GrpcMethods:
     plane: ControlPlane
 
     # ExecutionService
-    SubmitExecution = _unary(
-        USERS, ex.Execution, lambda p, who, r: p.submit(who, _manifest(r.manifest))
-    )
+    SubmitExecution = _unary(USERS, ex.Execution, lambda p, who, r: _submit(p, who, r))
     PlanExecution = _unary(USERS, ex.Plan, lambda p, who, r: p.plan(_manifest(r.manifest)))
     GetExecution = _unary(USERS, ex.Execution, lambda p, who, r: p.get_execution(who, r.id))
     ListExecutions = _unary(

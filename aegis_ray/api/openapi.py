@@ -43,7 +43,8 @@ _WHY = {
     401: "unauthenticated: no valid bearer token",
     403: "forbidden: the token's role may not do this",
     404: "not_found: no such execution, node or secret (for another tenant's, too)",
-    409: "already_finished: the execution has ended (`state` says how)",
+    409: "already_finished: the execution has ended (`state` says how); idempotency_conflict:"
+    " the Idempotency-Key made an execution of another manifest (`execution_id`)",
     413: "too_large: a request body or manifest over its limit",
     422: "invalid_manifest or invalid_request (`problems`: field, message, value),"
     " unschedulable (`plan`: why) or secret_not_found (`problems`: the field and the"

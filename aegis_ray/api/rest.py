@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -200,14 +200,31 @@ def _install_routes(app: FastAPI) -> None:
         tags=["executions"],
         response_model=executions.Execution,
         openapi_extra=MANIFEST_BODY,
-        responses=refusals(413, 422),
+        responses=refusals(409, 413, 422)
+        | {200: {"model": executions.Execution, "description": "the Idempotency-Key's execution"}},
         **common,
     )
     async def submit(
-        request: Request, who: CallerDep, p: PlaneDep, source: str = "<request>"
+        request: Request,
+        response: Response,
+        who: CallerDep,
+        p: PlaneDep,
+        source: str = "<request>",
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="the same key (and tenant) within 24 h answers 200 with the"
+                " execution it first made, instead of making another; 409 for another manifest",
+            ),
+        ] = None,
     ) -> Any:
         """Submit an Agent manifest (YAML or JSON); answers once the execution is stored."""
-        return await p.submit(who, await _manifest(request, source))
+        manifest = await _manifest(request, source)
+        body, created = await p.submit_once(who, manifest, idempotency_key)
+        if not created:
+            response.status_code = 200
+        return body
 
     @app.get(
         "/v1/executions",

@@ -109,6 +109,7 @@ def _next_steps(execution_id: str) -> None:
         "aegis submit examples/hello-agent.yaml",
         "aegis submit examples/hello-agent.yaml --follow",
         "cat agent.yaml | aegis submit - -q",
+        "aegis submit agent.yaml --idempotency-key nightly-2026-11-30",
     )
 )
 def submit(
@@ -116,12 +117,21 @@ def submit(
     file: ManifestArg,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="stream state and logs")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the id")] = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="the same key within 24 h gives back the execution it first made, instead of"
+            " a second one (a script that retries after a network error); a new one otherwise",
+        ),
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Submit an agent manifest; with --follow, exit with the execution's status."""
     text, source = _read_manifest(file)
     s = session(ctx)
-    rec = call(s.client().submit, text, source=source).to_json()
+    submitted = call(s.client().submit, text, source=source, idempotency_key=idempotency_key)
+    rec = submitted.to_json()
     if quiet:
         print(rec["id"])
     elif not follow:

@@ -25,6 +25,7 @@ class ErrorName(StrEnum):
     forbidden = "forbidden"
     not_found = "not_found"
     already_finished = "already_finished"
+    idempotency_conflict = "idempotency_conflict"
     unschedulable = "unschedulable"
     database_unavailable = "database_unavailable"
     temporal_unavailable = "temporal_unavailable"
@@ -45,6 +46,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     E.forbidden: (403, "PERMISSION_DENIED"),
     E.not_found: (404, "NOT_FOUND"),
     E.already_finished: (409, "FAILED_PRECONDITION"),
+    E.idempotency_conflict: (409, "ALREADY_EXISTS"),
     E.unschedulable: (422, "FAILED_PRECONDITION"),
     E.database_unavailable: (503, "UNAVAILABLE"),
     E.temporal_unavailable: (503, "UNAVAILABLE"),

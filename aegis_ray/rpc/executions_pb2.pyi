@@ -233,10 +233,12 @@ class LogLine(_message.Message):
     def __init__(self, id: _Optional[int] = ..., execution_id: _Optional[str] = ..., attempt: _Optional[int] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., stream: _Optional[str] = ..., line: _Optional[str] = ...) -> None: ...
 
 class SubmitExecutionRequest(_message.Message):
-    __slots__ = ("manifest",)
+    __slots__ = ("manifest", "idempotency_key")
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     manifest: ManifestInput
-    def __init__(self, manifest: _Optional[_Union[ManifestInput, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, manifest: _Optional[_Union[ManifestInput, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
     __slots__ = ("id",)

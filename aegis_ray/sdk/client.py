@@ -37,6 +37,9 @@ DEFAULT_TIMEOUT_S = 30.0
 OUTAGE_S = 300.0
 #: Backoff between tries: doubling from the first to the last, then the last.
 BACKOFF_S = (0.25, 5.0)
+#: How many times a request that must not be repeated blindly (submit, with its idempotency
+#: key) is sent when the API cannot be reached.
+SEND_TRIES = 3
 #: Refusals that mean "not now" (the API or what it needs is restarting), not "no".
 TRANSIENT_STATUS = (502, 503, 504)
 Stream = Request[WatchItem] | Request[ClusterWatchItem]
@@ -179,6 +182,16 @@ class Client(_Client):
                 why = err
             time.sleep(outage.delay(why))
 
+    def _send_again(self, request: Request[T]) -> T:
+        """`send`, up to SEND_TRIES times while nothing answers (the same request each time)."""
+        outage = Outage(self.outage_s)
+        for _ in range(SEND_TRIES - 1):
+            try:
+                return self.send(request)
+            except ApiUnreachable as err:
+                time.sleep(outage.delay(err))
+        return self.send(request)
+
     def _patiently(self, request: Request[T]) -> T:
         """`send`, trying again through an outage shorter than `outage_s`."""
         outage = Outage(self.outage_s)
@@ -257,6 +270,15 @@ class AsyncClient(_Client):
                     raise
                 why = err
             await asyncio.sleep(outage.delay(why))
+
+    async def _send_again(self, request: Request[T]) -> T:
+        outage = Outage(self.outage_s)
+        for _ in range(SEND_TRIES - 1):
+            try:
+                return await self.send(request)
+            except ApiUnreachable as err:
+                await asyncio.sleep(outage.delay(err))
+        return await self.send(request)
 
     async def _patiently(self, request: Request[T]) -> T:
         outage = Outage(self.outage_s)

@@ -12,6 +12,7 @@
         ├── NotFound            not_found
         ├── AlreadyFinished     already_finished (`body["state"]`)
         ├── UnknownSecret       secret_not_found (`body["problems"]`: field, reference)
+        ├── IdempotencyConflict idempotency_conflict (`body["execution_id"]`: the key's)
         └── Unavailable         database_unavailable, temporal_unavailable,
                                 secrets_unavailable (`body["sealed"]`)
 
@@ -79,6 +80,10 @@ class UnknownSecret(ApiError):
     pass
 
 
+class IdempotencyConflict(ApiError):
+    pass
+
+
 class Unavailable(ApiError):
     pass
 
@@ -103,6 +108,7 @@ _BY_NAME: dict[str, type[ApiError]] = {
     E.forbidden: Unauthenticated,
     E.not_found: NotFound,
     E.already_finished: AlreadyFinished,
+    E.idempotency_conflict: IdempotencyConflict,
     E.database_unavailable: Unavailable,
     E.temporal_unavailable: Unavailable,
     E.secrets_unavailable: Unavailable,

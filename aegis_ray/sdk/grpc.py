@@ -90,8 +90,8 @@ def _manifest(a: dict[str, Any]) -> dict[str, Any]:
 # operation -> (service, method, request message from the operation's arguments)
 RPCS: dict[Op, tuple[str, str, Callable[[dict[str, Any]], Message]]] = {
     Op.health: ("cluster", "CheckHealth", lambda a: nd.CheckHealthRequest()),
-    Op.submit: ("executions", "SubmitExecution",
-                lambda a: ex.SubmitExecutionRequest(**_manifest(a))),
+    Op.submit: ("executions", "SubmitExecution", lambda a: ex.SubmitExecutionRequest(
+        **_manifest(a), idempotency_key=a.get("idempotency_key"))),
     Op.plan: ("executions", "PlanExecution", lambda a: ex.PlanExecutionRequest(**_manifest(a))),
     Op.list: ("executions", "ListExecutions", lambda a: ex.ListExecutionsRequest(
         states=a["states"] or [], name=a["name"], limit=a["limit"], before=a["before"],

@@ -13,6 +13,7 @@ import builtins
 import functools
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, ParamSpec, TypeVar, overload
@@ -71,6 +72,12 @@ class operation(_Method[P, T]):  # noqa: N801 - used as a decorator
 
     def __get__(self, client: Any, owner: type) -> Any:
         return self if client is None else self.bind(client)
+
+
+class retried_operation(operation[P, T]):  # noqa: N801 - used as a decorator
+    """A unary operation sent again while the API cannot be reached (`_send_again`)."""
+
+    via = "_send_again"
 
 
 class watch_operation(_Method[P, executions.WatchItem]):  # noqa: N801 - used as a decorator
@@ -140,10 +147,18 @@ class Operations:
         """Whether the API and its database, Temporal and worker answer (no token needed)."""
         return Request(Op.health, cluster.Health)
 
-    @operation
-    def submit(manifest: Manifest, *, source: str | None = None) -> Request[executions.Execution]:
-        """Submit an Agent manifest (path, YAML text or dict); returns the stored execution."""
-        return Request(Op.submit, executions.Execution, _manifest_args(manifest, source))
+    @retried_operation
+    def submit(
+        manifest: Manifest, *, source: str | None = None, idempotency_key: str | None = None
+    ) -> Request[executions.Execution]:
+        """Submit an Agent manifest (path, YAML text or dict); returns the stored execution.
+
+        Sent again if the API could not be reached (the reply may have been lost), with the
+        same idempotency key: the API makes one execution per key. Without `idempotency_key`,
+        each call makes one of its own."""
+        args = _manifest_args(manifest, source)
+        args["idempotency_key"] = idempotency_key or str(uuid.uuid4())
+        return Request(Op.submit, executions.Execution, args)
 
     @operation
     def plan(manifest: Manifest, *, source: str | None = None) -> Request[executions.PlanResult]:

@@ -28,11 +28,10 @@ def route(op: Op, a: dict[str, Any]) -> Route:
         case Op.health:
             return "GET", "/health", {}
         case Op.submit | Op.plan:
-            kw = {
-                "params": {"source": a["source"]},
-                "content": a["text"],
-                "headers": {"Content-Type": a["media_type"]},
-            }
+            headers = {"Content-Type": a["media_type"]}
+            if a.get("idempotency_key"):
+                headers["Idempotency-Key"] = a["idempotency_key"]
+            kw = {"params": {"source": a["source"]}, "content": a["text"], "headers": headers}
             return "POST", "/v1/executions" if op is Op.submit else "/v1/plan", kw
         case Op.list:
             params = {"limit": a["limit"], "state": a["states"], "name": a["name"]}

@@ -13,9 +13,11 @@ import httpx
 import psutil
 import pytest
 
+from aegis_ray import Client
 from tests.e2e.conftest import AEGIS, REPO, Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import _environ, submit, wait_state
+from tests.e2e.test_grpc_api import GRPC_ADDRESS
 
 pytestmark = pytest.mark.e2e
 
@@ -153,3 +155,36 @@ def test_a_non_finite_token_ttl_is_400_naming_it(stack: Stack, ttl: str) -> None
     )  # fmt: skip
     assert r.status_code == 400, r.text
     assert "ttl_s" in r.json()["message"]
+
+
+def _post(stack: Stack, text: str, key: str) -> httpx.Response:
+    return httpx.post(
+        f"{stack.api_url}/v1/executions", content=text,
+        headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/yaml",
+                 "Idempotency-Key": key},
+    )  # fmt: skip
+
+
+def test_a_submit_sent_again_with_its_idempotency_key_makes_one_execution(stack: Stack) -> None:
+    key = f"retry-{time.time_ns()}"
+    text = agent_yaml("idempotent", "echo once")
+    first, again = _post(stack, text, key), _post(stack, text, key)
+    assert (first.status_code, again.status_code) == (201, 200), (first.text, again.text)
+    assert first.json()["id"] == again.json()["id"]
+    other = _post(stack, agent_yaml("idempotent", "echo another"), key)
+    assert other.status_code == 409, other.text
+    assert other.json()["error"] == "idempotency_conflict"
+    assert other.json()["execution_id"] == first.json()["id"]
+    # The CLI and gRPC carry the same key to the same execution.
+    cli = [stack.aegis("submit", "-", "-q", "--idempotency-key", key, input=text) for _ in (1, 2)]
+    assert cli[0].returncode == 0 and cli[0].stdout.strip() == first.json()["id"], cli[0].stderr
+    assert cli[1].stdout == cli[0].stdout
+    conflict = stack.aegis(
+        "submit", "-", "--idempotency-key", key, input=agent_yaml("idempotent", "echo x")
+    )
+    assert conflict.returncode == 2 and "idempotency key" in conflict.stderr, conflict.stderr
+    grpc_client = Client.grpc(GRPC_ADDRESS, stack.token)
+    via_grpc = grpc_client.submit(text, source="m.yaml", idempotency_key=key)
+    assert via_grpc.id == first.json()["id"]
+    # Without a key, each submission is its own execution.
+    assert stack.client().submit(text).id != stack.client().submit(text).id

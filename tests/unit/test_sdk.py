@@ -110,6 +110,8 @@ def test_submit_takes_a_path_a_dict_or_text(tmp_path: Path) -> None:
     c.submit({"kind": "Agent"})
     c.submit("kind: Agent\n", source="inline.yaml")
     sent = [args for _, args in t.sent]
+    # Each call its own idempotency key (the API makes one execution per key).
+    assert len({args.pop("idempotency_key") for args in sent}) == 3
     assert sent[0] == {
         "text": "kind: Agent\n",
         "source": str(manifest),

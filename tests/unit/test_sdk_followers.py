@@ -128,3 +128,24 @@ def test_the_async_watch_resumes_the_same_way() -> None:
     items = asyncio.run(main())
     assert [type(i) for i in items] == [LogLine, End]
     assert [a["after_log"] for a in t.sent] == [0, 40, 40]
+
+
+def test_submit_is_sent_again_with_the_same_key_when_nothing_answered() -> None:
+    t = Replies(CUT, CUT, EXECUTION)
+    assert Client(t).submit("kind: Agent\n").id == EXECUTION["id"]
+    keys = [args["idempotency_key"] for _, args in t.sent]
+    assert len(keys) == 3 and len(set(keys)) == 1
+    given = Replies(EXECUTION)
+    Client(given).submit("kind: Agent\n", idempotency_key="nightly-1")
+    assert given.sent[0][1]["idempotency_key"] == "nightly-1"
+
+
+def test_submit_gives_up_after_its_tries_and_a_refusal_is_not_sent_again() -> None:
+    t = Replies(CUT, CUT, CUT, EXECUTION)
+    with pytest.raises(ApiUnreachable):
+        Client(t).submit("kind: Agent\n")
+    assert len(t.sent) == 3
+    refused = Replies(UNAVAILABLE, EXECUTION)
+    with pytest.raises(ApiError):
+        Client(refused).submit("kind: Agent\n")
+    assert len(refused.sent) == 1

@@ -65,6 +65,33 @@ VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
 """
 
 
+IDEMPOTENCY_HOURS = 24
+# Claims a key for an execution: new, or expired (then taken over); NULL if another holds it.
+_CLAIM_KEY = f"""
+INSERT INTO idempotency_keys (tenant_id, key, manifest_sha256, execution_id)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant_id, key) DO UPDATE SET manifest_sha256 = EXCLUDED.manifest_sha256,
+    execution_id = EXCLUDED.execution_id, created_at = now()
+WHERE idempotency_keys.created_at <= now() - interval '{IDEMPOTENCY_HOURS} hours'
+RETURNING execution_id
+"""
+
+
+class IdempotencyConflict(ValueError):
+    """The idempotency key already made an execution, of another manifest."""
+
+    def __init__(self, key: str, execution_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for another manifest (execution {execution_id})"
+            f" in the last {IDEMPOTENCY_HOURS} hours; use a new key for a new request"
+        )
+        self.execution_id = execution_id
+
+
+class _KeyTaken(Exception):
+    """Rolls back a keyed create whose key another submission holds."""
+
+
 def as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     """An execution id as a UUID; ValueError naming the bad value otherwise."""
     if isinstance(value, uuid.UUID):
@@ -93,10 +120,12 @@ class ExecutionStore:
         manifest: dict[str, Any],
         max_retries: int,
         timeout_s: float | None,
+        idempotency: tuple[str, str] | None = None,
     ) -> ExecutionRecord:
         """Insert a PENDING execution and its "submitted" event, committed together.
 
         Its workflow id is derived from its id (`naming.workflow_id`), so it is stored with it.
+        `idempotency` (key, manifest digest): claimed in the same transaction (`create_once`).
         """
         if not tenant_id:
             raise ValueError("tenant_id must not be empty")
@@ -111,8 +140,56 @@ class ExecutionStore:
                 f" RETURNING {_COLUMNS}",
                 eid, tenant_id, name, manifest, pending, max_retries, timeout_s, workflow_id(eid),
             )  # fmt: skip
+            if idempotency is not None:
+                # A concurrent submission with the same key waits here for the first to commit,
+                # then finds the key taken: it rolls back and answers with the first's.
+                taken = await conn.fetchval(_CLAIM_KEY, tenant_id, *idempotency, eid)
+                if taken is None:
+                    raise _KeyTaken
             await conn.execute(_ADD_EVENT, eid, 1, "state", None, pending, "submitted", None)
         return ExecutionRecord.from_row(row)
+
+    async def create_once(
+        self,
+        *,
+        key: str,
+        manifest_sha256: str,
+        tenant_id: str,
+        name: str | None,
+        manifest: dict[str, Any],
+        max_retries: int,
+        timeout_s: float | None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """`create`, once per idempotency key and tenant within IDEMPOTENCY_HOURS: (the new
+        execution, True), or (the execution the key made, False). IdempotencyConflict if the
+        key made one of another manifest."""
+        for _ in range(3):  # a key that expires or is deleted between the two steps
+            first = await self.first_of_key(tenant_id, key, manifest_sha256)
+            if first is not None:
+                return first, False
+            try:
+                rec = await self.create(
+                    tenant_id=tenant_id, name=name, manifest=manifest, max_retries=max_retries,
+                    timeout_s=timeout_s, idempotency=(key, manifest_sha256),
+                )  # fmt: skip
+            except _KeyTaken:
+                continue
+            return rec, True
+        raise RuntimeError(f"idempotency key {key!r} changed hands three times in a row")
+
+    async def first_of_key(self, tenant_id: str, key: str, sha: str) -> ExecutionRecord | None:
+        """The execution the key made in the last IDEMPOTENCY_HOURS (None: none);
+        IdempotencyConflict if it was made of a manifest with another digest."""
+        row = await self.pool.fetchrow(
+            "SELECT execution_id, manifest_sha256 FROM idempotency_keys WHERE tenant_id = $1"
+            f" AND key = $2 AND created_at > now() - interval '{IDEMPOTENCY_HOURS} hours'",
+            tenant_id, key,
+        )  # fmt: skip
+        if row is None:
+            return None
+        if row["manifest_sha256"] != sha:
+            raise IdempotencyConflict(key, str(row["execution_id"]))
+        return await self.get(row["execution_id"], tenant_id=tenant_id)
 
     async def delete(self, execution_id: uuid.UUID | str) -> bool:
         """Remove an execution and all its history (used when its workflow could not start)."""
