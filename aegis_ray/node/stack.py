@@ -223,6 +223,14 @@ def _ray(
         state.node_id = cfg.spec.node.id
         say(f"Ray head (hybrid node {cfg.spec.node.id})")
         auth = ray_head.new_token_auth(settings.ray_token_path)
+
+        def record(session: int) -> None:
+            # Before Ray is up: stopped now (Ctrl-C, SIGTERM), `down` still knows what to stop.
+            state.ray_session, state.started["ray"] = session, True
+            state.ray_address = f"127.0.0.1:{settings.ray_port}"
+            state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
+            state.save(settings.state_path)
+
         state.ray_address, state.ray_session = ray_head.start_head(
             ray_start_args(cfg),
             auth=auth,
@@ -232,6 +240,7 @@ def _ray(
             extra_args=ray_args,
             monitor=settings.ray_monitor,
             env=serve_proxy_env(settings),
+            started=record,
         )
         state.started["ray"] = True
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
@@ -497,12 +506,18 @@ def join_edge(
             raise JoinRefused("the orchestrator runs Ray in token mode but handed out no token")
         auth = ray_head.RayAuth("token", str(token_path))
     say(f"Ray worker node joining {ray_info['address']}")
+
+    def record(session: int) -> None:
+        # Before the raylet is up: stopped now, `aegis node stop` still knows what to stop.
+        EdgeState(node_id, api_url, ray_info["address"], session, auth.mode).save(settings)
+
     session = ray_head.start_worker(
         ray_start_args(node),
         address=ray_info["address"],
         auth=auth,
         extra_args=ray_args,
         log_path=settings.logs_dir / f"ray-{node_id}.log",
+        started=record,
     )
     state = EdgeState(node_id, api_url, ray_info["address"], session, auth.mode)
     state.save(settings)

@@ -12,7 +12,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +105,7 @@ def start_head(
     extra_args: Sequence[str] = (),
     monitor: bool = True,
     env: Mapping[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> tuple[str, int]:
     """`ray start --head` with the node's resources and labels; `monitor` False leaves out the
     autoscaler's monitor (unless the cluster launcher autoscales); `env` is added to the
@@ -112,7 +113,9 @@ def start_head(
 
     Returns the GCS address and the id of the new Unix session that every process of this Ray
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
-    `ray stop` would stop every Ray process on the machine.
+    `ray stop` would stop every Ray process on the machine. `started` is given that session id
+    as soon as the session exists, before Ray has come up: a caller stopped in between (Ctrl-C)
+    has recorded what to stop.
     """
     autoscaled = any(a.startswith("--autoscaling-config") for a in extra_args)
     session = _ray_start(
@@ -130,6 +133,7 @@ def start_head(
         auth=auth,
         log_path=log_path,
         env=env,
+        started=started,
     )
     # Ray never advertises loopback as a node address: it picks this machine's own IP, and
     # records the address it chose here.
@@ -137,19 +141,34 @@ def start_head(
 
 
 def start_worker(
-    args: RayStartArgs, *, address: str, auth: RayAuth, extra_args: list[str], log_path: Path
+    args: RayStartArgs,
+    *,
+    address: str,
+    auth: RayAuth,
+    extra_args: list[str],
+    log_path: Path,
+    started: Callable[[int], None] | None = None,
 ) -> int:
     """`ray start --address` for a worker node in a Unix session of its own; returns the session
-    id (see `start_head`)."""
+    id (see `start_head`, also for `started`)."""
     return _ray_start(
-        [f"--address={address}", *args.cli_args(), *extra_args], auth=auth, log_path=log_path
+        [f"--address={address}", *args.cli_args(), *extra_args],
+        auth=auth,
+        log_path=log_path,
+        started=started,
     )
 
 
 def _ray_start(
-    args: list[str], *, auth: RayAuth, log_path: Path, env: Mapping[str, str] | None = None
+    args: list[str],
+    *,
+    auth: RayAuth,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> int:
-    """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id."""
+    """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id
+    (also given to `started` once the session exists)."""
     cmd = [
         ray_cli(), "start", f"--object-store-memory={OBJECT_STORE_BYTES}",
         "--disable-usage-stats",
@@ -168,6 +187,8 @@ def _ray_start(
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+        if started is not None:
+            started(proc.pid)
         returncode = proc.wait(timeout=180)
     if returncode != 0:
         tail = log_path.read_text()[-2000:]
