@@ -383,7 +383,8 @@ def _cluster_events(c: Any, follow: bool, limit: int, output: Output) -> None:
     if not follow:
         return
     try:
-        for ev in _feed(c.watch_cluster(after=items[-1].id if items else None)):
+        # 0 when nothing was shown: nothing older can come, and a resumed feed keeps a cursor.
+        for ev in _feed(c.watch_cluster(after=items[-1].id if items else 0)):
             if not _emit_line(ev.to_json(), output):
                 show(
                     table(CLUSTER_EVENT_COLUMNS, [cluster_event_row(ev.to_json(), output)], output)
