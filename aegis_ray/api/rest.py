@@ -23,7 +23,13 @@ from fastapi_offline import FastAPIOffline
 
 from aegis_ray import __version__
 from aegis_ray.adapters import metrics
-from aegis_ray.api.control_plane import MAX_MANIFEST_BYTES, plain_text, read_manifest, shown
+from aegis_ray.api.control_plane import (
+    MAX_MANIFEST_BYTES,
+    cursor_ids,
+    plain_text,
+    read_manifest,
+    shown,
+)
 from aegis_ray.api.deps import AdminDep, CallerDep, PlaneDep
 from aegis_ray.api.errors import ApiProblem, as_problem, refusal_types
 from aegis_ray.api.nodes import install_node_routes
@@ -270,6 +276,7 @@ def _install_routes(app: FastAPI) -> None:
     ) -> Any:
         """State changes and notes; with follow=true, an NDJSON stream until the end."""
         if follow:
+            cursor_ids(after=after)  # named as given, before the stream's 200
             items = await p.watch(who, execution_id, after_event=after, logs=False)
             return _ndjson(items, "event")
         return await p.events(who, execution_id, after)
@@ -291,6 +298,7 @@ def _install_routes(app: FastAPI) -> None:
     ) -> Any:
         """Output lines in order; with follow=true, an NDJSON stream until the end."""
         if follow:
+            cursor_ids(after=after)  # named as given, before the stream's 200
             return _ndjson(await p.watch(who, execution_id, after_log=after, events=False), "log")
         return await p.logs(who, execution_id, after, limit)
 

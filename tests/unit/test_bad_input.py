@@ -177,7 +177,8 @@ def test_rest_refuses_a_non_finite_token_ttl_naming_it(rest: TestClient, ttl: st
         ("/v1/executions?before=0001-01-01T00:00:00%2B01:00", "before"),
         ("/v1/events?after=1180591620717411303424", "after"),
         ("/v1/events?after=1180591620717411303424&follow=true", "after"),
-        ("/v1/executions/x/events?after=1180591620717411303424&follow=true", "after"),
+        ("/v1/executions/x/events?after=1180591620717411303424&follow=true", "after="),
+        ("/v1/executions/x/logs?after=1180591620717411303424&follow=true", "after="),
         ("/v1/executions/x/watch?after_log=-9223372036854775809", "after_log"),
     ],
 )
