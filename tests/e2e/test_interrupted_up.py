@@ -1,6 +1,6 @@
 """`aegis up` stopped while the Ray head starts (issue 11, item 8): what it had started is
 recorded before it is started, so `aegis down` stops it and leaves no process behind for that
-AEGIS_HOME (Ray's processes, PostgreSQL, Temporal)."""
+AEGIS_HOME (Ray's processes, PostgreSQL, Temporal, OpenBao)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ PORTS = {
     "AEGIS_POSTGRES_PORT": "29432",
     "AEGIS_TEMPORAL_PORT": "29233",
     "AEGIS_TEMPORAL_UI_PORT": "29234",
+    "AEGIS_OPENBAO_PORT": "29200",  # and 29201
 }
 
 
 def processes_of(home: Path) -> list[psutil.Process]:
-    """Every process whose environment names this AEGIS_HOME (Ray, PostgreSQL, Temporal)."""
+    """Every process whose environment names this AEGIS_HOME (Ray, PostgreSQL, Temporal,
+    OpenBao)."""
     found = []
     for p in psutil.process_iter():
         try:
