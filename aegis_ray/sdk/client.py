@@ -40,8 +40,9 @@ BACKOFF_S = (0.25, 5.0)
 #: How many times a request that must not be repeated blindly (submit, with its idempotency
 #: key) is sent when the API cannot be reached.
 SEND_TRIES = 3
-#: Refusals that mean "not now" (the API or what it needs is restarting), not "no".
-TRANSIENT_STATUS = (502, 503, 504)
+#: Refusals that mean "not now" (the API or what it needs is restarting, or too many streams
+#: are open just now), not "no".
+TRANSIENT_STATUS = (429, 502, 503, 504)
 Stream = Request[WatchItem] | Request[ClusterWatchItem]
 
 

@@ -148,12 +148,12 @@ def test_a_stream_checks_its_cursor_before_the_200(stack: Stack, stream: str) ->
 
 
 @pytest.mark.parametrize("ttl", ["NaN", "Infinity", "1e999"])
-def test_a_non_finite_token_ttl_is_400_naming_it(stack: Stack, ttl: str) -> None:
+def test_a_non_finite_token_ttl_is_4xx_naming_it(stack: Stack, ttl: str) -> None:
     r = httpx.post(
         f"{stack.api_url}/v1/tokens", content='{"role": "user", "ttl_s": ' + ttl + "}",
         headers={"Authorization": f"Bearer {stack.token}", "Content-Type": "application/json"},
     )  # fmt: skip
-    assert r.status_code == 400, r.text
+    assert r.status_code in (400, 422), r.text
     assert "ttl_s" in r.json()["message"]
 
 
