@@ -37,6 +37,7 @@ from aegis_ray.cli.render import (
     show,
     state_text,
     table,
+    terminal_safe,
 )
 from aegis_ray.cli.session import (
     EXIT_BAD_INPUT,
@@ -63,6 +64,14 @@ ManifestArg = Annotated[Path, typer.Argument(help="an Agent manifest file, or - 
 IdArg = Annotated[str, typer.Argument(help="an execution id or its first characters")]
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+RawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--raw",
+        help="write the agent's output with its control sequences (colours, titles...) as they"
+        " are; by default each control character is shown as \\xNN",
+    ),
+]
 
 
 def seconds(text: str, option: str) -> float:
@@ -126,6 +135,7 @@ def submit(
         ),
     ] = None,
     output: OutputOpt = Output.table,
+    raw: RawOpt = False,
 ) -> None:
     """Submit an agent manifest; with --follow, exit with the execution's status."""
     text, source = _read_manifest(file)
@@ -143,10 +153,10 @@ def submit(
     elif output in (Output.table, Output.wide):
         console.print(f"submitted [bold]{rec['id']}[/]")
     if follow:
-        raise typer.Exit(_follow(s, rec["id"], output))
+        raise typer.Exit(_follow(s, rec["id"], output, raw))
 
 
-def _follow(s: Session, execution_id: str, output: Output) -> int:
+def _follow(s: Session, execution_id: str, output: Output, raw: bool) -> int:
     """Print state changes and log lines as they happen; return the exit code for the end state.
 
     The agent's lines are written as they are: no wrapping, no markup, whatever the width."""
@@ -167,7 +177,7 @@ def _follow(s: Session, execution_id: str, output: Output) -> int:
                 console.print(event_line(item.to_json()), highlight=False, soft_wrap=True)
             elif isinstance(item, LogLine):
                 # stderr lines too: one stream keeps the agent's order.
-                sys.stdout.write(item.line + "\n")
+                sys.stdout.write((item.line if raw else terminal_safe(item.line)) + "\n")
                 sys.stdout.flush()
         spinner.stop()
         # `wait`, not `get`: it rides out an API that is away just now, as the watch did.
@@ -414,8 +424,10 @@ def logs(
         bool, typer.Option("--timestamps", "-t", help="prefix each line with its time (UTC)")
     ] = False,
     output: OutputOpt = Output.table,
+    raw: RawOpt = False,
 ) -> None:
-    """Print an execution's output (stdout and stderr, in order), as the agent wrote it."""
+    """Print an execution's output (stdout and stderr, in order); control characters are shown
+    as \\xNN unless --raw."""
     c = session(ctx).client()
     rec = call(c.get, execution_id)
     cutoff = _since(since) if since else None
@@ -428,14 +440,14 @@ def logs(
         if output in (Output.json, Output.yaml):
             emit([ln.to_json() for ln in shown], output)
         else:
-            _print_lines(shown, timestamps, output)
+            _print_lines(shown, timestamps, output, raw)
         return
-    _print_lines(shown, timestamps, _line_format(output))
+    _print_lines(shown, timestamps, _line_format(output), raw)
     end: str | None = None
     try:
         for item in stream(c.watch(rec.id, events=False, after_log=cursor)):
             if isinstance(item, LogLine):
-                _print_lines([item], timestamps, _line_format(output))
+                _print_lines([item], timestamps, _line_format(output), raw)
             elif isinstance(item, End):
                 end = item.state.value if item.state else None
         if end is None:  # the execution is gone: say how it ended rather than guess FAILED
@@ -445,14 +457,16 @@ def logs(
     raise typer.Exit(_end_code(end))
 
 
-def _print_lines(lines: Iterable[LogLine], timestamps: bool, output: Output) -> None:
+def _print_lines(lines: Iterable[LogLine], timestamps: bool, output: Output, raw: bool) -> None:
+    """JSON lines escape control characters themselves; text lines are made terminal-safe."""
     for ln in lines:
+        line = ln.line if raw else terminal_safe(ln.line)
         if output == Output.json:
             text = json.dumps(ln.to_json())
         elif timestamps:
-            text = f"{ln.ts.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ} {ln.line}"
+            text = f"{ln.ts.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ} {line}"
         else:
-            text = ln.line
+            text = line
         sys.stdout.write(text + "\n")
     sys.stdout.flush()
 

@@ -10,6 +10,7 @@ whole id. Times are ages in tables ("42s", "3h") and local times with their zone
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,24 @@ class Output(StrEnum):
     wide = "wide"
     json = "json"
     yaml = "yaml"
+
+
+# Every C0 control but tab and newline, DEL, and every C1 control (U+0080-U+009F; U+009B is a
+# one-character CSI): what a terminal acts on rather than shows.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def terminal_safe(text: str) -> str:
+    """Text an agent wrote, made inert for a terminal: each control character (ESC, CSI, OSC's
+    BEL, backspace, carriage return, C1 codes...) is shown as `\\xNN`; tab and newline stay.
+
+    An agent's output cannot then set the window's title, colours or clipboard, move the cursor
+    or hide earlier lines. `--raw` skips this."""
+    return _CONTROL.sub(_visible, text)
 
 
 def emit(data: Any, output: Output) -> bool:
@@ -293,7 +312,7 @@ def event_line(ev: dict[str, Any]) -> str:
     """One execution event as a line: local time, state, message (markup)."""
     return (
         f"[dim]{local_clock(ev.get('ts'))}[/] {state_text(ev.get('to_state') or '')} "
-        f"{escape(ev.get('message') or '')}"
+        f"{escape(terminal_safe(ev.get('message') or ''))}"
     ).rstrip()
 
 
