@@ -9,6 +9,29 @@ import tempfile
 from pathlib import Path
 
 PRIVATE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+# What a process creates under this mask is its user's only (0600 files, 0700 directories).
+PRIVATE_UMASK = 0o077
+
+
+def private_umask() -> None:
+    """From now on, this process and every daemon it starts create private files only."""
+    os.umask(PRIVATE_UMASK)
+
+
+def make_private_home(home: Path) -> None:
+    """`home` (AEGIS_HOME) 0700 and everything in it closed to group and others.
+
+    Directories above `home` are left as they are (those created here get the usual mode);
+    symbolic links are not followed."""
+    home.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    home.chmod(PRIVATE_DIR_MODE)
+    for root, dirs, files in os.walk(home):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+                os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
 
 
 def write_private(path: Path, text: str, *, replace: bool = True) -> None:

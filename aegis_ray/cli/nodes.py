@@ -52,13 +52,20 @@ def read_node_config(path: Path) -> Any:
     "start",
     epilog=examples(
         "aegis node start --config cluster_configs/nodes/orchestrator.yaml",
-        "aegis node start --config cluster_configs/nodes/edge-cpu.yaml --join-token TOKEN",
+        "aegis node start --config edge-cpu.yaml --join-token-file join.token",
+        "AEGIS_JOIN_TOKEN=$(cat join.token) aegis node start --config edge-cpu.yaml",
     ),
 )
 def node_start(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Option(help="this node's NodeConfig")],
     join_token: Annotated[
-        str | None, typer.Option(envvar="AEGIS_JOIN_TOKEN", help="edge nodes: a join token")
+        str | None,
+        typer.Option(
+            envvar="AEGIS_JOIN_TOKEN",
+            hidden=True,
+            help="refused on the command line (`ps` shows it): AEGIS_JOIN_TOKEN only",
+        ),
     ] = None,
     ray_arg: Annotated[
         list[str] | None,
@@ -96,6 +103,13 @@ def node_start(
     from aegis_ray.node.stack import JoinRefused, join_edge
     from aegis_ray.node.stack import up as stack_up
 
+    source = ctx.get_parameter_source("join_token")  # typer bundles its own click: by name
+    if source is not None and source.name == "COMMANDLINE":
+        fail(
+            "--join-token: a secret on the command line is visible to every user (`ps`); "
+            "use --join-token-file FILE (mode 0600) or the environment variable AEGIS_JOIN_TOKEN",
+            EXIT_BAD_INPUT,
+        )
     node = instance_config(
         read_node_config(config), config, node_id=node_id, orchestrator_url=orchestrator_url
     )

@@ -21,7 +21,7 @@ import httpx
 import yaml
 
 import aegis_ray
-from aegis_ray.adapters.files import write_private
+from aegis_ray.adapters.files import make_private_home, private_umask, write_private
 from aegis_ray.adapters.openbao.server import EmbeddedOpenBao
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.prometheus import PrometheusServer
@@ -127,8 +127,9 @@ def up(
     external_database = external_database_url(settings)
     external_secrets = external_openbao(settings, node)
     home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
-    settings.logs_dir.mkdir(exist_ok=True)
+    private_umask()  # logs, temporal.db... of the daemons started below: 0600
+    make_private_home(home)
+    settings.logs_dir.mkdir(mode=0o700, exist_ok=True)
     state = UpState.load(settings.state_path) or UpState()
 
     if external_database:
@@ -401,8 +402,26 @@ def down(settings: Settings, say: Say) -> list[str]:
         say("PostgreSQL")
         postgres(settings).stop()
         stopped.append("postgres")
+    _remove_agent_networks(say)
     settings.state_path.unlink(missing_ok=True)
     return stopped
+
+
+def _remove_agent_networks(say: Say) -> None:
+    """Agents' networks (and their iptables rules) no container uses any more: another node on
+    this engine still running agents keeps its network."""
+    import docker
+    from docker.errors import DockerException
+
+    from aegis_ray.adapters.docker.network import remove_unused_agent_networks
+
+    try:
+        removed = remove_unused_agent_networks(docker.from_env())
+    except (DockerException, RuntimeError, OSError) as err:
+        say(f"(agents' network not removed: {err})")
+        return
+    if removed:
+        say("removed agents' network " + ", ".join(removed))
 
 
 def _remove_control_plane(state: UpState) -> None:
@@ -467,6 +486,8 @@ def join_edge(
     (and ask for the Ray token only if it was lost). A node without either learns nothing.
     """
     node_id = node.spec.node.id
+    private_umask()
+    make_private_home(settings.home)
     existing = EdgeState.load(settings, node_id)
     if existing and ray_head.session_pids(existing.ray_session):
         say(f"edge {node_id} already running")
@@ -568,5 +589,6 @@ def stop_edge(settings: Settings, node_id: str) -> bool:
     if state is None:
         return False
     ray_head.stop_session(state.ray_session)
+    _remove_agent_networks(lambda _: None)
     EdgeState.path(settings, node_id).unlink(missing_ok=True)
     return True

@@ -23,6 +23,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from aegis_ray.adapters import metrics
 from aegis_ray.adapters.docker.container import ContainerSpec
+from aegis_ray.core.models.node import DEFAULT_DOCKER_NETWORK
 from aegis_ray.core.naming import (
     LABEL_DOCKER_NETWORK,
     LABEL_NODE_ID,
@@ -120,8 +121,8 @@ def _own_docker_network() -> str:
     here = ray.get_runtime_context().get_node_id()
     for node in ray.nodes():
         if node["NodeID"] == here:
-            return str((node.get("Labels") or {}).get(LABEL_DOCKER_NETWORK, "bridge"))
-    return "bridge"
+            return str((node.get("Labels") or {}).get(LABEL_DOCKER_NETWORK, DEFAULT_DOCKER_NETWORK))
+    return DEFAULT_DOCKER_NETWORK
 
 
 def _group_state(group_hex: str) -> str | None:

@@ -55,6 +55,7 @@ from aegis_ray.adapters.docker.runtime import DockerRuntime, Exit, Managed
 from aegis_ray.adapters.docker.secret_files import SecretFiles
 from aegis_ray.adapters.openbao.client import SecretNotFound, SecretsUnavailable
 from aegis_ray.adapters.openbao.redeem import redeem
+from aegis_ray.core.models.node import DEFAULT_DOCKER_NETWORK
 from aegis_ray.core.redaction import Redactor
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class NodeAgent:
         runtime: DockerRuntime | None = None,
         *,
         node_name: str = "",
-        allowed_network: str = "bridge",
+        allowed_network: str = DEFAULT_DOCKER_NETWORK,
         secret_files: SecretFiles | None = None,
     ) -> None:
         self.runtime = runtime or DockerRuntime()

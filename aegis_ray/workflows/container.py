@@ -28,7 +28,8 @@ def container_spec(
         AEGIS_TASK_INPUT=json.dumps(spec.task.input),
     )
     # "bridge" stands for "network allowed": the node agent puts the container on its node's
-    # docker_network_mode (the default bridge unless the NodeConfig names another network).
+    # docker_network_mode (aegis-agents, kept from the host, unless the NodeConfig names another
+    # network). "deny" is no network at all, like "none": no egress whatsoever.
     network = "bridge" if spec.security.network.mode == "allow" else "none"
     return ContainerSpec(
         execution_id=execution_id,

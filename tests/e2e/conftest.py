@@ -12,12 +12,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from aegis_ray import Client
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 AEGIS = [sys.executable, "-m", "aegis_ray.cli"]
@@ -29,14 +30,22 @@ class Stack:
     env: dict[str, str]
     api_url: str
     token: str
+    # Modes of the directories above `home` before `aegis up` (which must leave them alone).
+    parent_modes: dict[Path, int] = field(default_factory=dict)
 
     def aegis(
-        self, *args: str, timeout: float = 180, check: bool = False, input: str | None = None
+        self,
+        *args: str,
+        timeout: float = 180,
+        check: bool = False,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real `aegis` CLI against this stack (`input`: its standard input)."""
+        """Run the real `aegis` CLI against this stack (`input`: its standard input; `env`:
+        variables added to the stack's, e.g. a secret that must not be an argument)."""
         done = subprocess.run(
             [*AEGIS, *args],
-            env=self.env,
+            env=self.env | (env or {}),
             cwd=REPO,
             capture_output=True,
             text=True,
@@ -78,9 +87,13 @@ def _stack_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    home = Path(tempfile.mkdtemp(prefix="aegis-test-"))
+    # AEGIS_HOME does not exist yet, below a directory others may traverse (as a home may be).
+    parent = Path(tempfile.mkdtemp(prefix="aegis-test-"))
+    parent.chmod(0o711)
+    home = parent / "home"
     env = _stack_env(home)
-    s = Stack(home=home, env=env, api_url="http://127.0.0.1:28080", token="")
+    modes = {p: p.stat().st_mode for p in (parent, *parent.parents)}
+    s = Stack(home=home, env=env, api_url="http://127.0.0.1:28080", token="", parent_modes=modes)
     up = s.aegis("up", timeout=600)
     try:
         assert up.returncode == 0, f"aegis up failed:\n{up.stdout}\n{up.stderr}"
@@ -89,7 +102,8 @@ def stack() -> Iterator[Stack]:
     finally:
         down = s.aegis("down", timeout=300)
         print(down.stdout, down.stderr)
-        shutil.rmtree(home, ignore_errors=True)
+        EmbeddedPostgres(home / "postgres").remove()  # under root its files are outside home
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

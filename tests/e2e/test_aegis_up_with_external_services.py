@@ -118,6 +118,7 @@ def external() -> Iterator[External]:
         openbao.stop()
         temporal.stop()
         postgres.stop()
+        postgres.remove()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -126,8 +126,8 @@ def cluster() -> Iterator[Cluster]:
                 "token", "create", "--join", "--node-id", node_id, check=True
             ).stdout.strip()
             done = edge.aegis(
-                "node", "start", "--config", str(configs[node_id]), "--join-token", token,
-                *edge_ports(23000 + 1000 * i), timeout=300,
+                "node", "start", "--config", str(configs[node_id]),
+                *edge_ports(23000 + 1000 * i), timeout=300, env={"AEGIS_JOIN_TOKEN": token},
             )  # fmt: skip
             started.append((edge, configs[node_id]))
             assert done.returncode == 0, done.stdout + done.stderr
@@ -215,8 +215,12 @@ def test_node_without_a_valid_join_token_is_refused(cluster: Cluster) -> None:
     config = stray.home / "stray.yaml"
     config.write_text(node_config("edge-stray", "edge", ["x"], cpu=1))
     try:
-        for args in ((), ("--join-token", "aegis_forged"), ("--join-token", cluster.orch.token)):
-            done = stray.aegis("node", "start", "--config", str(config), *args, timeout=60)
+        for env in (
+            {},
+            {"AEGIS_JOIN_TOKEN": "aegis_forged"},
+            {"AEGIS_JOIN_TOKEN": cluster.orch.token},
+        ):
+            done = stray.aegis("node", "start", "--config", str(config), timeout=60, env=env)
             assert done.returncode == 5, done.stdout + done.stderr
         assert not EdgeState.path(Settings(home=stray.home), "edge-stray").exists()
         assert "edge-stray" not in {n.node_id for n in cluster.client().nodes().items}

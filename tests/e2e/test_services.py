@@ -108,6 +108,8 @@ def test_embedded_postgres_starts_idempotently_serves_sql_and_stops(tmp_path: Pa
     assert not pg.is_running()
     assert processes_mentioning(str(pg.pgdata)) == []
     pg.stop()  # stopping a stopped server is a no-op
+    pg.remove()
+    assert not pg.server_dir.exists() and not pg.data_dir.exists()
 
 
 def test_embedded_postgres_refuses_a_port_taken_by_another_program(

@@ -42,6 +42,7 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.start()
     finally:
         server.stop()
+        server.remove()
 
 
 def with_pool(dsn: str, body: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:

