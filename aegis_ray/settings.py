@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     grpc_port: int = 50051
     # Where CLI commands send gRPC calls (`aegis --api grpc`); defaults to api_host:grpc_port.
     grpc_address: str | None = None
+    # TLS of the APIs this node serves (the NodeConfig's spec.api.tls): certificate and key.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # The CA that clients (CLI, SDK, edges registering) verify the API's certificate with;
+    # an https:// API with none is verified against the system's CAs.
+    ca_file: Path | None = None
     # Ray head.
     ray_port: int = 6379
     ray_dashboard_port: int = 8265
@@ -106,7 +112,8 @@ class Settings(BaseSettings):
 
     @property
     def api_base_url(self) -> str:
-        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+        scheme = "https" if self.tls_cert_file else "http"
+        return self.api_url or f"{scheme}://{self.api_host}:{self.api_port}"
 
     @property
     def ray_arg_list(self) -> list[str]:

@@ -77,6 +77,9 @@ def set_(
         str | None, typer.Option("--api", help="the transport commands use: rest or grpc")
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per request")] = None,
+    ca_file: Annotated[
+        str | None, typer.Option(help="PEM CA the API's TLS certificate is checked against")
+    ] = None,
     use: Annotated[bool, typer.Option("--use", help="and make it the current context")] = False,
 ) -> None:
     """Create or change a context (only the options given change)."""
@@ -87,6 +90,7 @@ def set_(
         "token_file": token_file,
         "api": api,
         "timeout": timeout,
+        "ca_file": ca_file,
     }
     current = config.contexts.get(name, Context()).model_dump()
     try:

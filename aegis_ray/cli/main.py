@@ -14,6 +14,7 @@ Exit codes: see session.py. Shell completion: `aegis --install-completion` (bash
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -64,6 +65,15 @@ def _global_options(
             "--timeout", envvar="AEGIS_TIMEOUT", min=0.001, help="seconds per API request (30)"
         ),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            envvar="AEGIS_CA_FILE",
+            help="PEM CA that the API's TLS certificate is checked against "
+            "(default: the context's, else `aegis up`'s)",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -72,7 +82,7 @@ def _global_options(
     ] = False,
 ) -> None:
     """aegis: run containerized AI agents on a Ray cluster."""
-    ctx.obj = Session(api=api, context=context, timeout=timeout)
+    ctx.obj = Session(api=api, context=context, timeout=timeout, ca_file=ca_file)
 
 
 app.add_typer(config.config_app, name="config")

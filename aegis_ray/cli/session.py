@@ -62,6 +62,7 @@ class Session:
     api: Api | None = None  # None: AEGIS_API, else the context's, else REST
     context: str | None = None  # a context of the client config file (sdk/contexts.py)
     timeout: float | None = None  # seconds per request
+    ca_file: Path | None = None  # --ca-file: checks the API's TLS certificate
     _client: Client | None = field(default=None, repr=False)
 
     def client(self) -> Client:
@@ -69,7 +70,12 @@ class Session:
         if self._client is None:
             try:
                 api = self.api.value if self.api else None
-                self._client = Client.from_env(api, timeout=self.timeout, context=self.context)
+                self._client = Client.from_env(
+                    api,
+                    timeout=self.timeout,
+                    context=self.context,
+                    ca_file=str(self.ca_file) if self.ca_file else None,
+                )
             except MissingToken as err:
                 fail(str(err), EXIT_AUTH)
             except (ContextError, ValueError) as err:

@@ -39,6 +39,10 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
         chosen["temporal_address"] = spec.temporal.address
         chosen["temporal_namespace"] = spec.temporal.namespace
         chosen["task_queue"] = spec.temporal.task_queue
+    if spec.api.tls is not None:
+        chosen["tls_cert_file"] = Path(spec.api.tls.cert_file)
+        chosen["tls_key_file"] = Path(spec.api.tls.key_file)
+        chosen["ca_file"] = Path(spec.api.tls.ca_file or spec.api.tls.cert_file)
     unset = {k: v for k, v in chosen.items() if k not in settings.model_fields_set}
     return settings.model_copy(update=unset)
 

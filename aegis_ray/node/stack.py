@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,13 +25,19 @@ import aegis_ray
 from aegis_ray.adapters.files import make_private_home, private_umask, write_private
 from aegis_ray.adapters.openbao.server import EmbeddedOpenBao
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
+from aegis_ray.adapters.process import read_pid, spawn_detached, stop_pid, wait_for_port
 from aegis_ray.adapters.prometheus import PrometheusServer
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, ensure_search_attributes
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.ray_mapping import ray_start_args
 from aegis_ray.node.local_config import default_node_config
-from aegis_ray.node.services import external_database_url, external_openbao, head_settings
+from aegis_ray.node.services import (
+    ServiceConfigError,
+    external_database_url,
+    external_openbao,
+    head_settings,
+)
 from aegis_ray.settings import Settings
 
 SERVE_APP = "aegis"
@@ -57,8 +64,13 @@ class UpState:
     # How the control plane reaches OpenBao (OpenBaoAccess's fields: where the AppRole secret
     # id is, never the id itself).
     openbao: dict[str, Any] = field(default_factory=dict)
-    # ray / postgres / temporal / prometheus / openbao
+    # The CA local clients verify the API with (the NodeConfig's spec.api.tls), or "".
+    ca_file: str = ""
+    # ray / postgres / temporal / prometheus / openbao / grpc_tls (the TLS front of Serve's
+    # gRPC proxy)
     started: dict[str, bool] = field(default_factory=dict)
+    # Ports an iptables rule of ours keeps to loopback (Serve's gRPC proxy binds every address).
+    loopback_ports: list[int] = field(default_factory=list)
 
     @property
     def auth(self) -> ray_head.RayAuth:
@@ -123,9 +135,10 @@ def up(
     `monitoring` also starts Prometheus (adapters/prometheus.py) and points the Ray
     dashboard's metrics pages at it."""
     settings = head_settings(settings, node)
-    # Both refuse before anything starts.
+    # All three refuse before anything starts.
     external_database = external_database_url(settings)
     external_secrets = external_openbao(settings, node)
+    _check_tls(settings)
     home = settings.home
     private_umask()  # logs, temporal.db... of the daemons started below: 0600
     make_private_home(home)
@@ -175,8 +188,10 @@ def up(
     deploy_control_plane(settings, state)
     state.api_url = settings.api_base_url
     state.grpc_address = f"127.0.0.1:{settings.grpc_port}"
+    state.ca_file = str(settings.ca_file) if settings.tls_cert_file and settings.ca_file else ""
+    _guard_grpc(settings, state, say)
     state.save(settings.state_path)
-    wait_healthy(state.api_url, timeout=120)
+    wait_healthy(state.api_url, timeout=120, ca_file=state.ca_file or None)
     start_node_agent()
     if monitoring:
         say("Prometheus (Ray's metrics and the API's /metrics)")
@@ -298,10 +313,16 @@ def deploy_control_plane(settings: Settings, state: UpState) -> None:
     # Serve narrates each step on the CLI's terminal; our own progress lines say enough.
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     cfg = serve_config()
+    http: dict[str, Any] = {"host": settings.api_host, "port": settings.api_port}
+    if settings.tls_cert_file and settings.tls_key_file:
+        http |= {
+            "ssl_certfile": str(settings.tls_cert_file),
+            "ssl_keyfile": str(settings.tls_key_file),
+        }
     serve.start(
-        http_options={"host": settings.api_host, "port": settings.api_port},
+        http_options=http,
         grpc_options={
-            "port": settings.grpc_port,
+            "port": serve_grpc_port(settings),
             "grpc_servicer_functions": cfg["grpc_options"]["grpc_servicer_functions"],
         },
         proxy_location=cfg.get("proxy_location", "HeadOnly"),
@@ -314,12 +335,96 @@ def deploy_control_plane(settings: Settings, state: UpState) -> None:
     )
 
 
-def wait_healthy(api_url: str, *, timeout: float) -> dict[str, Any]:
+def _check_tls(settings: Settings) -> None:
+    """The NodeConfig's certificate, key and CA are usable: refused before anything starts."""
+    from aegis_ray.adapters.tls import TlsConfigError, check_ca_file, server_context
+
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return
+    try:
+        server_context(settings.tls_cert_file, settings.tls_key_file)
+        if settings.ca_file:
+            check_ca_file(settings.ca_file, field="spec.api.tls.ca_file")
+    except TlsConfigError as err:
+        raise ServiceConfigError(str(err)) from None
+    if settings.grpc_port + 1 > 65535:
+        raise ServiceConfigError(
+            f"spec.api.grpc_port: {settings.grpc_port}: with TLS, Serve's "
+            "gRPC proxy takes the next port, which does not exist"
+        )
+
+
+def serve_grpc_port(settings: Settings) -> int:
+    """Where Serve's gRPC proxy listens: the gRPC port, or with TLS the port after it (the TLS
+    front takes the gRPC port; adapters/tls.py)."""
+    return settings.grpc_port + 1 if settings.tls_cert_file else settings.grpc_port
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+def _guard_grpc(settings: Settings, state: UpState, say: Say) -> None:
+    """Serve's gRPC proxy listens on every address whatever the API's bind: keep it to
+    loopback with an iptables rule when it sits behind the TLS front or when the API is bound
+    to loopback; start the TLS front."""
+    from aegis_ray.adapters import firewall
+
+    port = serve_grpc_port(settings)
+    if settings.tls_cert_file or _loopback(settings.api_host):
+        try:
+            firewall.install("INPUT", firewall.loopback_only_rule(port))
+            if port not in state.loopback_ports:
+                state.loopback_ports.append(port)
+        except (firewall.FirewallError, OSError) as err:
+            say(f"(gRPC port {port} stays reachable on every address: {err})")
+    if settings.tls_cert_file and settings.tls_key_file and not read_pid(_front_pid(settings)):
+        say(f"gRPC TLS on {settings.api_host}:{settings.grpc_port}")
+        spawn_detached(
+            [
+                sys.executable, "-m", "aegis_ray.adapters.tls",
+                "--listen", f"{settings.api_host}:{settings.grpc_port}", "--backend", str(port),
+                "--cert", str(settings.tls_cert_file), "--key", str(settings.tls_key_file),
+            ],
+            log_path=settings.logs_dir / "grpc-tls.log",
+            pid_path=_front_pid(settings),
+        )  # fmt: skip
+        state.started["grpc_tls"] = True
+        wait_for_port(
+            settings.api_host,
+            settings.grpc_port,
+            timeout=30,
+            what="gRPC TLS front",
+            log_path=settings.logs_dir / "grpc-tls.log",
+        )
+
+
+def _front_pid(settings: Settings) -> Path:
+    return settings.home / "grpc-tls.pid"
+
+
+def _unguard_grpc(settings: Settings, state: UpState, say: Say) -> None:
+    from aegis_ray.adapters import firewall
+
+    if state.started.get("grpc_tls"):
+        say("gRPC TLS front")
+        stop_pid(_front_pid(settings))
+    for port in state.loopback_ports:
+        try:
+            firewall.remove("INPUT", firewall.loopback_only_rule(port))
+        except (firewall.FirewallError, OSError) as err:
+            say(f"(iptables rule for port {port} not removed: {err})")
+
+
+def wait_healthy(api_url: str, *, timeout: float, ca_file: str | None = None) -> dict[str, Any]:
+    import ssl
+
     deadline = time.monotonic() + timeout
     last = "no answer"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(f"{api_url}/health", timeout=5)
+            r = httpx.get(f"{api_url}/health", timeout=5, verify=verify)
             if r.status_code == 200:
                 body: dict[str, Any] = r.json()
                 return body
@@ -375,6 +480,7 @@ def down(settings: Settings, say: Say) -> list[str]:
     if state is None:
         return []
     stopped: list[str] = []
+    _unguard_grpc(settings, state, say)
     if state.started.get("prometheus"):
         say("Prometheus")
         prometheus(settings, state).stop()
@@ -508,13 +614,19 @@ def join_edge(
             node,
             wait_s=settings.register_wait_s,
             has_ray_token=credential is not None and token_path.exists(),
+            ca_file=settings.ca_file,
         )
     except JoinRefused:
         if not (credential and join_token):
             raise
         say("the node credential was refused (revoked?): registering with the join token")
         joined = _register(
-            api_url, join_token, node, wait_s=settings.register_wait_s, has_ray_token=False
+            api_url,
+            join_token,
+            node,
+            wait_s=settings.register_wait_s,
+            has_ray_token=False,
+            ca_file=settings.ca_file,
         )
     if joined.get("credential"):
         write_private(cred_file, joined["credential"])
@@ -546,12 +658,24 @@ def join_edge(
 
 
 def _register(
-    api_url: str, join_token: str, node: NodeConfig, *, wait_s: float, has_ray_token: bool
+    api_url: str,
+    join_token: str,
+    node: NodeConfig,
+    *,
+    wait_s: float,
+    has_ray_token: bool,
+    ca_file: Path | None,
 ) -> dict[str, Any]:
     """Register with the orchestrator, waiting up to `wait_s` while it is unreachable or
     unavailable (5xx; `ray up` starts edges and their orchestrator at once); a refusal (4xx)
-    is final."""
+    is final. An https orchestrator's certificate is checked against `ca_file` (AEGIS_CA_FILE)
+    or the system's CAs."""
     import socket
+    import ssl
+
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+    )
 
     body = {
         "node": node.spec.node.model_dump(mode="json"),
@@ -567,6 +691,7 @@ def _register(
                 json=body,
                 headers={"Authorization": f"Bearer {join_token}"},
                 timeout=30,
+                verify=verify,
             )
             if r.status_code < 500 or time.monotonic() >= deadline:
                 break

@@ -120,13 +120,20 @@ class _Client(Operations):
 
     @classmethod
     def rest(
-        cls, url: str, token: str | None, *, timeout: float = 30.0, outage_s: float = OUTAGE_S
+        cls,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        outage_s: float = OUTAGE_S,
+        ca_file: str | None = None,
     ) -> Self:
-        """A client of the REST API at `url` (http://host:8080) with this bearer token."""
+        """A client of the REST API at `url` (http://host:8080, https://...) with this bearer
+        token; an https API's certificate is checked against `ca_file` (else system CAs)."""
         from aegis_ray.sdk import rest
 
-        transport = getattr(rest, cls._rest_transport)(url, token, timeout=timeout)
-        return cls(transport, outage_s=outage_s)
+        transport = getattr(rest, cls._rest_transport)
+        return cls(transport(url, token, timeout=timeout, ca_file=ca_file), outage_s=outage_s)
 
 
 class Client(_Client):
@@ -137,27 +144,43 @@ class Client(_Client):
 
     @classmethod
     def grpc(
-        cls, address: str, token: str | None, *, timeout: float = 30.0, outage_s: float = OUTAGE_S
+        cls,
+        address: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        outage_s: float = OUTAGE_S,
+        ca_file: str | None = None,
     ) -> Self:
+        """A client of the gRPC API at host:port; over TLS checked against `ca_file` if given."""
         from aegis_ray.sdk.grpc import GrpcTransport
 
-        return cls(GrpcTransport(address, token, timeout=timeout), outage_s=outage_s)
+        transport = GrpcTransport(address, token, timeout=timeout, ca_file=ca_file)
+        return cls(transport, outage_s=outage_s)
 
     @classmethod
     def from_env(
-        cls, api: Api | None = None, *, timeout: float | None = None, context: str | None = None
+        cls,
+        api: Api | None = None,
+        *,
+        timeout: float | None = None,
+        context: str | None = None,
+        ca_file: str | None = None,
     ) -> Self:
         """The client the `aegis` CLI would use here (see sdk/discovery.py); `context` names
-        one of the client config file's contexts (default: AEGIS_CONTEXT, then its current)."""
+        one of the client config file's contexts (default: AEGIS_CONTEXT, then its current);
+        `ca_file` (else AEGIS_CA_FILE, the context's, `aegis up`'s) checks the API's TLS."""
         settings = Settings()
         ctx = _chosen(context)
         token = discovery.token(settings, ctx)
         timeout = timeout or (ctx and ctx.timeout) or DEFAULT_TIMEOUT_S
         outage_s = settings.follow_outage_s
+        ca = ca_file or discovery.ca_file(settings, ctx)
         if (api or _api_from_env(ctx)) == "grpc":
             address = discovery.grpc_address(settings, ctx)
-            return cls.grpc(address, token, timeout=timeout, outage_s=outage_s)
-        return cls.rest(discovery.api_url(settings, ctx), token, timeout=timeout, outage_s=outage_s)
+            return cls.grpc(address, token, timeout=timeout, outage_s=outage_s, ca_file=ca)
+        url = discovery.api_url(settings, ctx)
+        return cls.rest(url, token, timeout=timeout, outage_s=outage_s, ca_file=ca)
 
     def send(self, request: Request[T]) -> T:
         """Send one request; its reply body as the request's model."""
@@ -248,7 +271,13 @@ class AsyncClient(_Client):
         timeout = timeout or (ctx and ctx.timeout) or DEFAULT_TIMEOUT_S
         token = discovery.token(settings, ctx)
         url = discovery.api_url(settings, ctx)
-        return cls.rest(url, token, timeout=timeout, outage_s=settings.follow_outage_s)
+        return cls.rest(
+            url,
+            token,
+            timeout=timeout,
+            outage_s=settings.follow_outage_s,
+            ca_file=discovery.ca_file(settings, ctx),
+        )
 
     async def send(self, request: Request[T]) -> T:
         body = await self.transport.call(request.op, request.args)

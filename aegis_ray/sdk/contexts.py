@@ -39,6 +39,9 @@ class Context(BaseModel):
     token_file: str | None = Field(default=None, description="a file holding the API token")
     api: Literal["rest", "grpc"] | None = Field(default=None, description="transport to use")
     timeout: float | None = Field(default=None, gt=0, description="seconds per request")
+    ca_file: str | None = Field(
+        default=None, description="the CA the API's TLS certificate is checked against (PEM)"
+    )
 
     def token(self, path: Path) -> str | None:
         """The token in `token_file` (None if the context names none)."""

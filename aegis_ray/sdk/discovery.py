@@ -11,6 +11,7 @@ the context's.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aegis_ray.sdk import contexts
@@ -53,6 +54,18 @@ def api_url(settings: Settings, context: Context | None = None) -> str:
         or _recorded(settings, "api_url")
         or settings.api_base_url
     )
+
+
+def ca_file(settings: Settings, context: Context | None = None) -> str | None:
+    """The CA the API's TLS certificate is checked against: AEGIS_CA_FILE, else the context's
+    ca_file, else the one `aegis up` recorded (its NodeConfig's spec.api.tls); None: none
+    (plain HTTP and gRPC, or an https API checked against the system's CAs)."""
+    found = (
+        (str(settings.ca_file) if settings.ca_file else "")
+        or (context and context.ca_file)
+        or _recorded(settings, "ca_file")
+    )
+    return str(Path(found).expanduser()) if found else None
 
 
 def grpc_address(settings: Settings, context: Context | None = None) -> str:

@@ -137,13 +137,20 @@ FIXUPS: dict[Op, Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 
 class GrpcTransport:
-    def __init__(self, address: str, token: str | None, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str, token: str | None, *, timeout: float = 30.0, ca_file: str | None = None
+    ) -> None:
+        """With `ca_file`, over TLS, the server's certificate checked against that CA."""
         self.address = address
-        self.target = f"gRPC {address}"
+        self.target = f"gRPC {address}" + (" (TLS)" if ca_file else "")
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        )
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        if ca_file:
+            with open(ca_file, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self.channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(address, options=options)
         self.metadata = [("authorization", f"Bearer {token}")] if token else []
         self.services = {
             "executions": ExecutionServiceStub(self.channel),

@@ -7,6 +7,7 @@ the httpx client they send with.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -106,13 +107,22 @@ def _lines(chunks: Iterator[str] | list[str]) -> Iterator[dict[str, Any]]:
     return (json.loads(line) for line in chunks if line.strip())
 
 
+def verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """How an https:// API's certificate is checked: against `ca_file`, else the system's CAs."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
+
+
 class _Http:
     """What both REST transports hold: where they send and the token they send."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float, kind: type) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, timeout: float, kind: type, ca_file: str | None
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.target = base_url.rstrip("/")
-        self.http = kind(base_url=self.target, headers=headers, timeout=timeout)
+        self.http = kind(
+            base_url=self.target, headers=headers, timeout=timeout, verify=verify(ca_file)
+        )
 
     def _unreachable(self, err: Exception) -> ApiUnreachable:
         return ApiUnreachable(f"aegis API not reachable at {self.target}: {err}")
@@ -121,8 +131,10 @@ class _Http:
 class RestTransport(_Http):
     http: httpx.Client
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
-        super().__init__(base_url, token, timeout, httpx.Client)
+    def __init__(
+        self, base_url: str, token: str | None, *, timeout: float = 30.0, ca_file: str | None = None
+    ) -> None:
+        super().__init__(base_url, token, timeout, httpx.Client, ca_file)
 
     def call(self, op: Op, args: dict[str, Any]) -> Any:
         method, path, kw = route(op, args)
@@ -152,8 +164,10 @@ class AsyncRestTransport(_Http):
 
     http: httpx.AsyncClient
 
-    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
-        super().__init__(base_url, token, timeout, httpx.AsyncClient)
+    def __init__(
+        self, base_url: str, token: str | None, *, timeout: float = 30.0, ca_file: str | None = None
+    ) -> None:
+        super().__init__(base_url, token, timeout, httpx.AsyncClient, ca_file)
 
     async def call(self, op: Op, args: dict[str, Any]) -> Any:
         method, path, kw = route(op, args)

@@ -7,6 +7,7 @@ import stat
 
 from aegis_ray.adapters.postgres.embedded import SERVER_ROOT, EmbeddedPostgres
 from tests.e2e.conftest import Stack
+from tests.e2e.test_agent_network import probe_from_default_bridge
 
 
 def test_aegis_home_and_everything_in_it_are_private(stack: Stack) -> None:
@@ -42,3 +43,20 @@ def test_postgres_under_root_keeps_its_files_in_its_own_user_directory(stack: St
     assert stat.S_IMODE(SERVER_ROOT.stat().st_mode) == 0o700
     assert SERVER_ROOT.stat().st_uid == pg.pgdata.stat().st_uid != 0
     assert (pg.data_dir / "server-dir").read_text().strip() == str(pg.server_dir)
+
+
+def test_grpc_of_aegis_up_answers_on_loopback_only(stack: Stack) -> None:
+    """Serve's gRPC proxy binds every address; `aegis up` (API on loopback) keeps it there
+    with an iptables rule: a container on Docker's bridge finds it closed, Ray's port open."""
+    from aegis_ray.adapters import firewall
+    from aegis_ray.node.stack import UpState
+
+    state = UpState.load(stack.home / "up.json")
+    assert state is not None
+    grpc_port = int(stack.env["AEGIS_GRPC_PORT"])
+    assert state.loopback_ports == [grpc_port]
+    assert firewall.installed("INPUT", firewall.loopback_only_rule(grpc_port))
+    node_ip, ray_port = state.ray_address.rsplit(":", 1)
+    seen = probe_from_default_bridge([f"{node_ip}:{grpc_port}", f"{node_ip}:{ray_port}"])
+    assert seen.split() == ["closed", f"{node_ip}:{grpc_port}", "open", f"{node_ip}:{ray_port}"]
+    assert stack.client().health().status == "ok"  # over REST; gRPC tests use 127.0.0.1

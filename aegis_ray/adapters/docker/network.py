@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-import subprocess
 from typing import Any
 
 from docker.errors import APIError, NotFound
+
+from aegis_ray.adapters import firewall
 
 log = logging.getLogger(__name__)
 
@@ -41,40 +41,21 @@ def _rule(iface: str) -> list[str]:
     # icmp-port-unreachable: a connect() from the agent fails at once (ECONNREFUSED) for TCP
     # and UDP alike, instead of hanging until its own timeout.
     return [
-        "INPUT", "-i", iface, "-m", "comment", "--comment", COMMENT,
+        "-i", iface, "-m", "comment", "--comment", COMMENT,
         "-j", "REJECT", "--reject-with", "icmp-port-unreachable",
     ]  # fmt: skip
 
 
-def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
-    binary = shutil.which("iptables")
-    if binary is None:
-        raise RuntimeError(
-            "iptables is not installed: agents with network.mode allow cannot be kept from "
-            "this host's services (apt-get install iptables)"
-        )
-    return subprocess.run(
-        [binary, "-w", "10", *args], capture_output=True, text=True, timeout=30, check=False
-    )
-
-
 def rule_installed(iface: str) -> bool:
-    return _iptables("-C", *_rule(iface)).returncode == 0
+    return firewall.installed("INPUT", _rule(iface))
 
 
 def install_rule(iface: str) -> None:
-    """The INPUT rule for `iface`, first in the chain; nothing if it is already there."""
-    if rule_installed(iface):
-        return
-    done = _iptables("-I", *_rule(iface)[:1], "1", *_rule(iface)[1:])
-    if done.returncode != 0:
-        raise RuntimeError(f"iptables could not isolate agents' network: {done.stderr.strip()}")
+    firewall.install("INPUT", _rule(iface))
 
 
 def remove_rule(iface: str) -> None:
-    for _ in range(8):  # bounded: a rule inserted twice by racing agents goes too
-        if _iptables("-D", *_rule(iface)).returncode != 0:
-            return
+    firewall.remove("INPUT", _rule(iface))
 
 
 def ensure_agent_network(client: Any, name: str) -> bool:

@@ -256,10 +256,21 @@ class SecretsSection(StrictModel):
         return self
 
 
+class TlsSection(StrictModel):
+    """TLS of this orchestrator's REST and gRPC APIs: PEM files read when the node starts."""
+
+    cert_file: Annotated[str, Field(min_length=1)]  # the certificate (and its chain)
+    key_file: Annotated[str, Field(min_length=1)]  # its private key: mode 0600
+    # The CA clients on this machine verify the API with (`aegis up` records it for the CLI);
+    # default: cert_file itself (a self-signed certificate).
+    ca_file: Annotated[str, Field(min_length=1)] | None = None
+
+
 class ApiSection(StrictModel):
     bind: str = "127.0.0.1"
     rest_port: Port = 8080
     grpc_port: Port = 50051
+    tls: TlsSection | None = None
 
 
 class NodeSpec(StrictModel):
