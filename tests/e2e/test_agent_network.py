@@ -13,6 +13,7 @@ import docker
 from aegis_ray.adapters.docker.network import (
     LABEL_NETWORK,
     bridge_interface,
+    ensure_agent_network,
     remove_agent_network,
     rule_installed,
 )
@@ -63,7 +64,7 @@ def test_an_allowed_agent_cannot_reach_the_nodes_api_or_ray(stack: Stack) -> Non
 
     client = stack.client()
     manifest = agent_yaml("egress-probe", _probe(targets), timeout="90s").replace(
-        "security:\n", "security:\n  network: {mode: allow}\n", 1
+        "  security:\n", "  security:\n    network: {mode: allow}\n", 1
     )
     done = client.run(manifest, timeout=180)
     lines = [ln.line for ln in client.logs(done.id)]
@@ -79,7 +80,7 @@ def test_an_allowed_agent_cannot_reach_the_nodes_api_or_ray(stack: Stack) -> Non
 def test_the_network_and_its_rule_go_once_no_container_uses_them(stack: Stack) -> None:
     """What `aegis down` does (the stack keeps running: the next allowed agent makes them again)."""
     engine = docker.from_env()
-    engine.networks.get(DEFAULT_DOCKER_NETWORK)  # made by the test above or an earlier agent
+    assert ensure_agent_network(engine, DEFAULT_DOCKER_NETWORK)  # as a node agent does
     blocker = engine.containers.run(
         IMAGE, ["sleep", "60"], network=DEFAULT_DOCKER_NETWORK, detach=True, user="65534"
     )
