@@ -9,8 +9,10 @@ own gRPC port behind the front is closed to everything but loopback.
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +139,23 @@ def test_serves_own_grpc_port_behind_the_front_is_loopback_only(tls: TlsStack) -
     node_ip = state.ray_address.rsplit(":", 1)[0]
     seen = probe_from_default_bridge([f"{node_ip}:{GRPC + 1}"])
     assert seen.split() == ["closed", f"{node_ip}:{GRPC + 1}"]
+
+
+def test_the_tls_front_costs_little_per_call(tls: TlsStack) -> None:
+    """Figures only (no timing assertion): health calls over gRPC through the TLS front, and
+    straight to Serve's proxy on its loopback-only port, one channel each."""
+    token = tls.stack.token
+    paths = {
+        "TLS front": Client.grpc(f"127.0.0.1:{GRPC}", token, ca_file=str(tls.pki.ca_file)),
+        "Serve direct": Client.grpc(f"127.0.0.1:{GRPC + 1}", token),
+    }
+    medians = {}
+    for name, client in paths.items():
+        client.health()  # connect (and handshake) first
+        times = []
+        for _ in range(30):
+            start = time.perf_counter()
+            assert client.health().status == "ok"
+            times.append(time.perf_counter() - start)
+        medians[name] = statistics.median(times) * 1000
+    print("gRPC health, median of 30: " + ", ".join(f"{k} {v:.2f} ms" for k, v in medians.items()))
