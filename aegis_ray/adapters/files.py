@@ -19,19 +19,29 @@ def private_umask() -> None:
     os.umask(PRIVATE_UMASK)
 
 
-def make_private_home(home: Path) -> None:
-    """`home` (AEGIS_HOME) 0700 and everything in it closed to group and others.
+def make_private_home(home: Path, entries: tuple[str, ...]) -> None:
+    """`home` (AEGIS_HOME) 0700, and its `entries` (what aegis keeps there, with everything
+    below them) closed to group and others: a home made by an earlier version is tightened.
 
-    Directories above `home` are left as they are (those created here get the usual mode);
-    symbolic links are not followed."""
+    Nothing else in `home` is touched (AEGIS_HOME may be a folder holding other things), nor any
+    directory above it (those created here get the usual mode); symbolic links are not
+    followed."""
     home.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     home.chmod(PRIVATE_DIR_MODE)
-    for root, dirs, files in os.walk(home):
-        for name in (*dirs, *files):
-            path = os.path.join(root, name)
-            st = os.lstat(path)
-            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
-                os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
+    for entry in entries:
+        top = home / entry
+        if not top.exists() or top.is_symlink():
+            continue
+        _tighten(top)
+        for root, dirs, files in os.walk(top):
+            for name in (*dirs, *files):
+                _tighten(Path(root, name))
+
+
+def _tighten(path: Path) -> None:
+    st = os.lstat(path)
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
 
 
 def write_private(path: Path, text: str, *, replace: bool = True) -> None:

@@ -41,6 +41,11 @@ from aegis_ray.node.services import (
 from aegis_ray.settings import Settings
 
 SERVE_APP = "aegis"
+# What aegis keeps in AEGIS_HOME (made private by `aegis up` and `aegis node start`).
+HOME_ENTRIES = (
+    "admin.token", "ray_auth_token", "up.json", "logs", "postgres", "temporal", "prometheus",
+    "openbao", "nodes", "grpc-tls.pid",
+)  # fmt: skip
 # Package data, so that a wheel install finds it; serve/aegis.yaml links here for `serve deploy`.
 SERVE_CONFIG = "serve.yaml"
 Say = Callable[[str], None]
@@ -141,7 +146,7 @@ def up(
     _check_tls(settings)
     home = settings.home
     private_umask()  # logs, temporal.db... of the daemons started below: 0600
-    make_private_home(home)
+    make_private_home(home, HOME_ENTRIES)
     settings.logs_dir.mkdir(mode=0o700, exist_ok=True)
     state = UpState.load(settings.state_path) or UpState()
 
@@ -593,7 +598,7 @@ def join_edge(
     """
     node_id = node.spec.node.id
     private_umask()
-    make_private_home(settings.home)
+    make_private_home(settings.home, HOME_ENTRIES)
     existing = EdgeState.load(settings, node_id)
     if existing and ray_head.session_pids(existing.ray_session):
         say(f"edge {node_id} already running")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aegis_ray.adapters.files import read_private, write_private
+from aegis_ray.adapters.files import make_private_home, read_private, write_private
 
 
 def mode(path: Path) -> int:
@@ -58,3 +58,25 @@ def test_reading_a_secret_refuses_a_file_others_can_read(tmp_path: Path) -> None
     )
     with pytest.raises(PermissionError, match="cannot read it"):
         read_private(tmp_path / "absent", what="AEGIS_DATABASE_PASSWORD_FILE")
+
+
+def test_aegis_home_is_made_private_without_touching_what_is_not_aegis_s(tmp_path: Path) -> None:
+    """Issue 12, item 8: AEGIS_HOME 0700, aegis's own entries closed to others (also those an
+    earlier version left open), a stranger's file in it and the parent left as they are."""
+    parent = tmp_path / "parent"
+    parent.mkdir(mode=0o755)
+    home = parent / "home"
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "ray.log").write_text("x")
+    (home / "up.json").write_text("{}")
+    (home / "mine.txt").write_text("not aegis's")
+    for path, bits in ((home, 0o755), (home / "logs", 0o755), (home / "logs" / "ray.log", 0o644),
+                       (home / "up.json", 0o644), (home / "mine.txt", 0o644)):  # fmt: skip
+        path.chmod(bits)
+    parent_mode = parent.stat().st_mode
+    make_private_home(home, ("logs", "up.json", "temporal"))
+    assert mode(home) == 0o700
+    assert (mode(home / "logs"), mode(home / "logs" / "ray.log")) == (0o700, 0o600)
+    assert mode(home / "up.json") == 0o600
+    assert mode(home / "mine.txt") == 0o644
+    assert parent.stat().st_mode == parent_mode
