@@ -612,6 +612,8 @@ def join_edge(
             f"node {node_id} has no credential ({cred_file}) yet: give a join token for it"
         )
     say(f"registering {node_id} with {api_url}")
+    node_ca = node.spec.runtime.orchestrator_ca_file
+    ca_file = settings.ca_file or (Path(node_ca) if node_ca else None)
     try:
         joined = _register(
             api_url,
@@ -619,7 +621,7 @@ def join_edge(
             node,
             wait_s=settings.register_wait_s,
             has_ray_token=credential is not None and token_path.exists(),
-            ca_file=settings.ca_file,
+            ca_file=ca_file,
         )
     except JoinRefused:
         if not (credential and join_token):
@@ -631,7 +633,7 @@ def join_edge(
             node,
             wait_s=settings.register_wait_s,
             has_ray_token=False,
-            ca_file=settings.ca_file,
+            ca_file=ca_file,
         )
     if joined.get("credential"):
         write_private(cred_file, joined["credential"])

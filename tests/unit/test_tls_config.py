@@ -100,3 +100,53 @@ def test_the_grpc_front_passes_bytes_over_tls_and_refuses_another_ca(tmp_path: P
         loop.call_soon_threadsafe(task.cancel)
         loop.call_soon_threadsafe(loop.stop)
         backend.close()
+
+
+def test_an_edge_registers_with_an_https_orchestrator_only_under_the_right_ca(
+    tmp_path: Path,
+) -> None:
+    """`aegis node start` (edge) checks the orchestrator's certificate against its CA file."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aegis_ray.node.stack import JoinRefused, _register
+
+    pki, other = make_pki(tmp_path / "pki"), make_pki(tmp_path / "other", cn="another CA")
+
+    class Orchestrator(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"ray": {"address": "127.0.0.1:6379"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Orchestrator)
+    server.socket = server_context(pki.cert_file, pki.key_file).wrap_socket(
+        server.socket, server_side=True
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}"
+    edge = parse_node_config(
+        {
+            "apiVersion": "100monkeys.ai/v1",
+            "kind": "NodeConfig",
+            "metadata": {"name": "e"},
+            "spec": {
+                "node": {"id": "e", "type": "edge", "resources": {"cpu_cores": 1, "memory_gb": 1}},
+                "runtime": {"orchestrator_url": url, "orchestrator_ca_file": str(pki.ca_file)},
+            },
+        }
+    )
+    try:
+        joined = _register(url, "t" * 20, edge, wait_s=0, ca_file=pki.ca_file)
+        assert joined["ray"]["address"] == "127.0.0.1:6379"
+        with pytest.raises(JoinRefused, match="CERTIFICATE_VERIFY_FAILED"):
+            _register(url, "t" * 20, edge, wait_s=0, ca_file=other.ca_file)
+    finally:
+        server.shutdown()

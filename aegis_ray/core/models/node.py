@@ -155,6 +155,9 @@ _check_network_name = _name_check(
 
 class NodeRuntime(StrictModel):
     orchestrator_url: HttpUrl | None = None
+    # Edges: the CA an https orchestrator_url's certificate is checked against (AEGIS_CA_FILE
+    # wins); none: the system's CAs.
+    orchestrator_ca_file: Annotated[str, Field(min_length=1)] | None = None
     # Where agents whose manifest allows network go on this node (see ray_mapping).
     docker_network_mode: Annotated[str, AfterValidator(_check_docker_network)] = (
         DEFAULT_DOCKER_NETWORK
