@@ -38,7 +38,8 @@ def _targets(stack: Stack) -> list[str]:
 def _probe(targets: list[str]) -> str:
     checks = " ".join(targets)
     return (
-        'gw=$(ip route | awk "/default/ {print \\$3}"); '
+        "set -- $(ip route | grep default); gw=$3; "
+        '[ -n "$gw" ] || echo "no gateway"; '
         f"for t in {checks}; do t=$(echo $t | sed s/GW/$gw/); "
         'if nc -w 3 ${t%:*} ${t#*:} </dev/null >/dev/null 2>&1; then echo "open $t"; '
         'else echo "closed $t"; fi; done'

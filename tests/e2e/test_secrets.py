@@ -26,7 +26,7 @@ import ray
 
 from aegis_ray import ApiError, Client
 from aegis_ray.adapters.openbao.server import EmbeddedOpenBao
-from aegis_ray.adapters.postgres.embedded import bin_dir
+from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres, bin_dir
 from aegis_ray.adapters.ray.head import ray_cli
 from aegis_ray.adapters.temporal.dev_server import temporal_cli
 from aegis_ray.core.naming import workflow_id
@@ -444,7 +444,8 @@ def _health(stack: Stack) -> dict[str, Any]:
 
 
 def _pg_dump(stack: Stack) -> str:
-    password = (stack.home / "postgres" / "superuser.password").read_text().strip()
+    # Under root the embedded server's files are in its own user's directory (embedded.py).
+    password = EmbeddedPostgres(stack.home / "postgres").password_path.read_text().strip()
     done = subprocess.run(
         [str(bin_dir() / "pg_dump"), "-h", "127.0.0.1", "-p", stack.env["AEGIS_POSTGRES_PORT"],
          "-U", "postgres", "-d", "aegis", "--inserts"],
