@@ -144,9 +144,9 @@ def test_an_edge_registers_with_an_https_orchestrator_only_under_the_right_ca(
         }
     )
     try:
-        joined = _register(url, "t" * 20, edge, wait_s=0, ca_file=pki.ca_file)
+        joined = _register(url, "t" * 20, edge, wait_s=0, has_ray_token=False, ca_file=pki.ca_file)
         assert joined["ray"]["address"] == "127.0.0.1:6379"
         with pytest.raises(JoinRefused, match="CERTIFICATE_VERIFY_FAILED"):
-            _register(url, "t" * 20, edge, wait_s=0, ca_file=other.ca_file)
+            _register(url, "t" * 20, edge, wait_s=0, has_ray_token=False, ca_file=other.ca_file)
     finally:
         server.shutdown()
