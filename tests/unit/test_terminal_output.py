@@ -57,7 +57,7 @@ class _FakeClient:
     def get(self, execution_id: str) -> _Rec:
         return _Rec("SUCCEEDED")
 
-    def submit(self, text: str, source: str | None = None) -> _Rec:
+    def submit(self, text: str, source: str | None = None, **_: Any) -> _Rec:
         return _Rec("PENDING")
 
     def logs(self, execution_id: str) -> Iterator[LogLine]:
