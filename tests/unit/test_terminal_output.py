@@ -57,6 +57,9 @@ class _FakeClient:
     def get(self, execution_id: str) -> _Rec:
         return _Rec("SUCCEEDED")
 
+    def wait(self, execution_id: str, **_: Any) -> _Rec:
+        return _Rec("SUCCEEDED")
+
     def submit(self, text: str, source: str | None = None, **_: Any) -> _Rec:
         return _Rec("PENDING")
 
