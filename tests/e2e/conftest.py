@@ -6,6 +6,7 @@ Every end-to-end test talks to it through the real CLI, the real REST API, or as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -62,6 +63,17 @@ class Stack:
         return Client.rest(self.api_url, self.token)
 
 
+def remove_home(home: Path) -> None:
+    """Delete a test's AEGIS_HOME, with its embedded PostgreSQL's files, which under root live
+    outside it (/var/lib/aegis-postgres/<key>); a server still running there is stopped first
+    (an interrupted `aegis up` may leave one: its command line does not name the home)."""
+    pg = EmbeddedPostgres(home / "postgres")
+    with contextlib.suppress(RuntimeError, OSError):
+        pg.stop()
+    pg.remove()
+    shutil.rmtree(home, ignore_errors=True)
+
+
 def _stack_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AEGIS_", "RAY_"))}
     env.update(
@@ -102,7 +114,7 @@ def stack() -> Iterator[Stack]:
     finally:
         down = s.aegis("down", timeout=300)
         print(down.stdout, down.stderr)
-        EmbeddedPostgres(home / "postgres").remove()  # under root its files are outside home
+        remove_home(home)
         shutil.rmtree(parent, ignore_errors=True)
 
 

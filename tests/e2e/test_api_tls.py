@@ -22,12 +22,11 @@ import pytest
 
 from aegis_ray import Client
 from aegis_ray.adapters import firewall
-from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.process import read_pid
 from aegis_ray.node.stack import UpState
 from aegis_ray.sdk.errors import ApiUnreachable
 from tests.e2e.certs import Pki, make_pki
-from tests.e2e.conftest import Stack, _stack_env
+from tests.e2e.conftest import Stack, _stack_env, remove_home
 from tests.e2e.test_agent_network import probe_from_default_bridge
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +93,7 @@ def tls() -> Iterator[TlsStack]:
         assert not any(
             firewall.installed("INPUT", firewall.loopback_only_rule(p)) for p in state_ports
         ), "aegis down left the loopback rule"
-        EmbeddedPostgres(home / "postgres").remove()
+        remove_home(home)
         shutil.rmtree(root, ignore_errors=True)
 
 

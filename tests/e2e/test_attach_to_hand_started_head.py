@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aegis_ray.adapters.ray import head as ray_head
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, remove_home
 
 pytestmark = pytest.mark.e2e
 PORTS = {
@@ -68,7 +67,7 @@ def hand_started() -> Iterator[tuple[Stack, int]]:
     finally:
         stack.aegis("down", timeout=120)
         ray_head.stop_session(head.pid)
-        shutil.rmtree(home, ignore_errors=True)
+        remove_home(home)
 
 
 def test_aegis_up_attaches_and_runs_an_agent_on_the_hand_started_head(

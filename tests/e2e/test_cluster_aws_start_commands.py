@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from aegis_ray.core.models.loading import load_file
 from aegis_ray.core.ray_mapping import LABEL_NODE_ID
 from aegis_ray.node.stack import EdgeState, UpState
 from aegis_ray.settings import Settings
+from tests.e2e.conftest import remove_home
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
 
@@ -187,7 +187,7 @@ def cluster() -> Iterator[Cluster]:
             subprocess.run(["bash", "-c", stop], env=node.env, cwd=node.home, timeout=300)
         _kill_leftovers(head, edges, node_ids)
         for path in (laptop, head.home, *(e.home for e in edges.values())):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_home(path)
 
 
 def _config_id(name: str) -> str:

@@ -23,7 +23,7 @@ from aegis_ray import ApiError, Client
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.node.stack import EdgeState, credential_path
 from aegis_ray.settings import Settings
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, remove_home
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import wait_state
 
@@ -139,7 +139,7 @@ def cluster() -> Iterator[Cluster]:
         for stack, config in reversed(started):
             stack.aegis("node", "stop", "--config", str(config), timeout=300)
         for stack in (orch, *edges.values()):
-            shutil.rmtree(stack.home, ignore_errors=True)
+            remove_home(stack.home)
 
 
 def _wait_ready(c: Cluster, ids: set[str], timeout: float = 60) -> None:

@@ -5,7 +5,6 @@ AEGIS_HOME (Ray's processes, PostgreSQL, Temporal, OpenBao)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -15,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import AEGIS, REPO, _stack_env
+from tests.e2e.conftest import AEGIS, REPO, _stack_env, remove_home
 
 pytestmark = pytest.mark.e2e
 # Ports of this module only (see conftest): 29xxx.
@@ -96,4 +95,4 @@ def test_up_stopped_at_the_ray_head_step_leaves_nothing_down_does_not_stop(sig: 
             up.kill()
         for p in processes_of(home):  # a failed test must not leave them running either
             p.kill()
-        shutil.rmtree(home, ignore_errors=True)
+        remove_home(home)
