@@ -186,8 +186,11 @@ class ExecutionActivities:
         try:
             ended = await self._launch_and_follow(rec, manifest, placed)
         except asyncio.CancelledError:
-            await self._stop_and_drain(eid, attempt, placed)
-            await self._teardown(eid, attempt, placed)
+            if _cancel_requested():
+                await self._stop_and_drain(eid, attempt, placed)
+                await self._teardown(eid, attempt, placed)
+            # Otherwise Temporal gave this try up (its heartbeat timed out while Temporal was
+            # away, or the worker shuts down): the container runs on, the next try takes over.
             raise
         except AttemptLost as lost:
             ended = _lost_attempt(lost)
@@ -596,6 +599,13 @@ class ExecutionActivities:
 
     def all(self) -> list[Any]:
         return [self.run_attempt, self.abort]
+
+
+def _cancel_requested() -> bool:
+    """Whether the activity is cancelled because the execution is (not for Temporal's own
+    reasons: a heartbeat timeout, this worker shutting down, the workflow gone)."""
+    details = activity.cancellation_details() if activity.in_activity() else None
+    return details is None or details.cancel_requested
 
 
 def _heartbeat() -> None:
