@@ -400,15 +400,13 @@ class ExecutionActivities:
     ) -> Ended:
         cursor = await self._db(self.store.last_log_seq, eid, attempt)
         quota = await self._quota(eid)
-        try:
-            while True:
-                batch = await self._next_batch(eid, attempt, placed, cursor, FOLLOW_WAIT_S)
-                cursor = await self._store_lines(eid, attempt, batch, cursor, quota)
-                activity.heartbeat()
-                if batch.done:
-                    return _ended(batch, manifest.spec.execution.timeout)
-        finally:
-            await self._record_dropped(eid, attempt, quota)
+        while True:
+            batch = await self._next_batch(eid, attempt, placed, cursor, FOLLOW_WAIT_S)
+            cursor = await self._store_lines(eid, attempt, batch, cursor, quota)
+            activity.heartbeat()
+            if batch.done:
+                await self._record_dropped(eid, attempt, quota)
+                return _ended(batch, manifest.spec.execution.timeout)
 
     async def _quota(self, eid: str) -> LogQuota:
         limits = self.limits
