@@ -83,6 +83,8 @@ HEARTBEAT = timedelta(seconds=30)
 HEARTBEAT_EVERY_S = 5.0
 # Extra time a node agent call may go unanswered before the node is checked (see `_call`).
 AGENT_SILENCE_S = 30.0
+# Ray errors other than an unavailable actor, in a row with the node alive, before giving up.
+ODD_RAY_ERRORS = 30
 
 
 @dataclass
@@ -503,6 +505,7 @@ class ExecutionActivities:
         answer for `AGENT_SILENCE_S` past what it may take (a node cut off before Ray declares
         it dead) is asked again, after checking whether the node is gone.
         """
+        odd = 0  # other Ray errors in a row, the node still there: asked again a few times
         while True:
             call = asyncio.ensure_future(getattr(agent, method).remote(*args))
             may_take = _may_take(method, args)
@@ -512,10 +515,14 @@ class ExecutionActivities:
             except (ActorUnavailableError, RayActorError, TimeoutError, RayError) as err:
                 if isinstance(err, RayTaskError) and not isinstance(err, RayActorError):
                     raise  # the agent's own answer (a launch error): not the node's trouble
-                # Any other RayError: Ray lost track of the actor, its node or the group.
+                # Any other RayError: Ray may have lost track of the actor, node or group.
                 lost = await asyncio.to_thread(_lost, placed)
                 if lost is not None:
                     raise lost from err
+                usual = isinstance(err, ActorUnavailableError | RayActorError | TimeoutError)
+                odd = 0 if usual else odd + 1
+                if odd > ODD_RAY_ERRORS:
+                    raise
                 log.info("node agent on %s unavailable (%r); retrying", placed.node_id, err)
             finally:
                 call.cancel()
