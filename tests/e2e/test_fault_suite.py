@@ -84,7 +84,7 @@ ROWS: list[Row] = []
 @pytest.fixture(scope="module", autouse=True)
 def table() -> Iterator[None]:
     yield
-    widths = [max(len(h), *(len(r.cells()[i]) for r in ROWS)) for i, h in enumerate(HEADER)]
+    widths = [max([len(h), *(len(r.cells()[i]) for r in ROWS)]) for i, h in enumerate(HEADER)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r.cells(), widths, strict=True)) for r in ROWS]
     lines += [f"{r.fault}: {r.reasons}" for r in ROWS if r.reasons]

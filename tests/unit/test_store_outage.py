@@ -69,3 +69,10 @@ def test_other_errors_are_raised_at_once() -> None:
     with pytest.raises(ValueError, match="bad"):
         asyncio.run(ride_out(call, bound_s=30))
     assert len(tries) == 1
+
+
+def test_a_call_given_as_a_lambda_is_awaited() -> None:
+    async def fetch(n: int) -> int:
+        return n + 1
+
+    assert asyncio.run(ride_out(lambda: fetch(1), bound_s=5)) == 2

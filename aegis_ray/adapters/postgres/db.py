@@ -66,12 +66,17 @@ async def ride_out(
 
     retrying = AsyncRetrying(
         retry=retry_if_exception(unavailable),
-        wait=wait_exponential_jitter(initial=0.5, max=RETRY_MAX_WAIT_S),
+        wait=wait_exponential_jitter(multiplier=0.5, max=RETRY_MAX_WAIT_S),
         stop=stop_after_delay(bound_s),
         before_sleep=waiting,
     )
+    async def once() -> T:
+        # A coroutine function of its own: tenacity awaits only what it sees as one (a lambda
+        # returning a coroutine would come back unawaited).
+        return await call()
+
     try:
-        result: T = await retrying(call)
+        result: T = await retrying(once)
     except RetryError as err:
         last = err.last_attempt.exception()
         raise StoreOutage(
