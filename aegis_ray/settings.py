@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     store_outage_s: float = Field(default=300.0, gt=0)
     # Log lines stored in PostgreSQL: a longer line is cut (marked, with what was dropped), and
     # an execution's output beyond the quota is counted but not stored.
-    log_line_max_bytes: int = Field(default=16 << 10, ge=256)
+    log_line_max_bytes: int = Field(default=64 << 10, ge=256)
     log_max_bytes: int = Field(default=64 << 20, ge=1 << 10)
     # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
     ray_args: str = ""

@@ -128,7 +128,7 @@ class Limits:
     """What the operator configured (Settings): the outage ridden out, the log quota."""
 
     store_outage_s: float = 300.0
-    log_line_max_bytes: int = 16 << 10
+    log_line_max_bytes: int = 64 << 10
     log_max_bytes: int = 64 << 20
 
 

@@ -87,14 +87,16 @@ ROWS: list[Row] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def table() -> Iterator[None]:
+def table(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     widths = [max([len(h), *(len(r.cells()[i]) for r in ROWS)]) for i, h in enumerate(HEADER)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r.cells(), widths, strict=True)) for r in ROWS]
     lines += [f"{r.fault}: {r.reasons}" for r in ROWS if r.reasons]
-    # Written past pytest's capture: the figures are the point of this module.
-    os.write(2, ("\n\nfault suite\n" + "\n".join(lines) + "\n").encode())
+    # Through the terminal reporter, past pytest's capture: the figures are the point here.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("\n\nfault suite\n" + "\n".join(lines))
 
 
 def _probe_recovery(stack: Stack, since: float, timeout: float = 180) -> float:
