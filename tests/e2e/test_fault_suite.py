@@ -12,6 +12,7 @@ once, honestly. The table is printed at the end of the module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -93,10 +94,10 @@ def table(request: pytest.FixtureRequest) -> Iterator[None]:
     lines = ["  ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r.cells(), widths, strict=True)) for r in ROWS]
     lines += [f"{r.fault}: {r.reasons}" for r in ROWS if r.reasons]
-    # Through the terminal reporter, past pytest's capture: the figures are the point here.
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("\n\nfault suite\n" + "\n".join(lines))
+    # Past pytest's capture (as capsys.disabled() does): the figures are the point here.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        print("\n\nfault suite\n" + "\n".join(lines), flush=True)
 
 
 def _probe_recovery(stack: Stack, since: float, timeout: float = 180) -> float:
