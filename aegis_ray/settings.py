@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # Request size limits, enforced by Serve's proxies before a body is read.
     max_body_bytes: int = Field(default=(1 << 20) + (64 << 10), ge=1024)
     grpc_max_message_bytes: int = Field(default=16 << 20, ge=1 << 20, le=(1 << 31) - 1)
+    # How long the control plane rides out an outage of PostgreSQL: running executions keep
+    # running (log lines wait on their node, state updates are retried with backoff); past
+    # this, the attempt ends with that reason.
+    store_outage_s: float = Field(default=300.0, gt=0)
+    # Log lines stored in PostgreSQL: a longer line is cut (marked, with what was dropped), and
+    # an execution's output beyond the quota is counted but not stored.
+    log_line_max_bytes: int = Field(default=64 << 10, ge=256)
+    log_max_bytes: int = Field(default=64 << 20, ge=1 << 10)
     # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
     ray_args: str = ""
 

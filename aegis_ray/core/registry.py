@@ -13,7 +13,7 @@ from typing import Any
 
 from aegis_ray.core.models.node import NodeStatus, NodeType, role_of
 from aegis_ray.core.naming import LABEL_NODE_ID
-from aegis_ray.core.placement.dimensions import Resources
+from aegis_ray.core.placement.dimensions import DIMENSIONS, Resources
 from aegis_ray.core.placement.fit import NodeFacts
 
 GONE_AFTER_S = 600.0
@@ -29,6 +29,16 @@ def merge(live: list[NodeFacts], records: list[Any], *, now: datetime) -> list[N
         drained = record is not None and record.status == NodeStatus.DRAINING
         if fact.status != NodeStatus.DOWN and drained:
             fact = replace(fact, status=NodeStatus.DRAINING)
+        if fact.status == NodeStatus.DOWN and record is not None:
+            # Ray's entry of a dead raylet has no labels and no resources: show the node as
+            # it registered, with nothing free.
+            fact = replace(
+                fact,
+                role=role_of(record.type, fact.role),
+                tags=frozenset(record.tags or []) or fact.tags,
+                total=fact.total if any(fact.total) else registered_resources(record.resources),
+                free=Resources(),
+            )
         out.append(fact)
     listed = {f.node_id for f in out}
     for record in records:
@@ -42,11 +52,28 @@ def merge(live: list[NodeFacts], records: list[Any], *, now: datetime) -> list[N
                 role=role_of(record.type, NodeType.EDGE),
                 status=NodeStatus.GONE if gone else NodeStatus.DOWN,
                 tags=frozenset(record.tags or []),
-                total=Resources(),
+                total=registered_resources(record.resources),
                 free=Resources(),
             )
         )
     return _drop_stale_duplicates(out)
+
+
+_REGISTERED = "node.resources."  # the NodeConfig section a node registers its resources from
+
+
+def registered_resources(resources: dict[str, Any] | None) -> Resources:
+    """What a node registered (its NodeConfig's `node.resources`, as stored by the registry);
+    0 in the dimensions it does not state there (executor slots)."""
+    given = resources or {}
+
+    def amount(path: str, unit: int) -> int:
+        if not path.startswith(_REGISTERED):
+            return 0
+        value = given.get(path.removeprefix(_REGISTERED))
+        return int(value) * unit if isinstance(value, int | float) else 0
+
+    return Resources._make(amount(d.node_config, d.node_unit) for d in DIMENSIONS)
 
 
 def _drop_stale_duplicates(facts: list[NodeFacts]) -> list[NodeFacts]:

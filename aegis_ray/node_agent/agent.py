@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import threading
 import time
@@ -65,6 +66,9 @@ T = TypeVar("T")
 # engine keeps writing the bounded json-file log), so a chatty agent cannot fill this process.
 MAX_PENDING_LINES = 20_000
 MAX_PENDING_BYTES = 32 << 20
+# One follow answer carries at most this many bytes of text (and at least one line): a caller
+# asking for 1,000 lines of a chatty agent gets a bounded message, not 1,000 MiB.
+MAX_BATCH_BYTES = 4 << 20
 # Docker calls (create, start, stop, remove, inspect) run in this many threads at most.
 DOCKER_THREADS = 64
 STOP_GRACE_S = 3.0
@@ -153,10 +157,17 @@ class _Supervised:
                 self.pending_bytes -= len(self.lines.popleft().text)
             self.cond.notify_all()
 
-    def take(self, limit: int) -> tuple[list[LogLine], bool]:
-        """Up to `limit` unacknowledged lines, and whether they are the last ones."""
+    def take(self, limit: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[list[LogLine], bool]:
+        """Up to `limit` unacknowledged lines of at most `max_bytes` of text (at least one),
+        and whether they are the last ones."""
         with self.cond:
-            out = [self.lines[i] for i in range(min(limit, len(self.lines)))]
+            out: list[LogLine] = []
+            size = 0
+            for line in itertools.islice(self.lines, limit):
+                size += len(line.text)
+                if out and size > max_bytes:
+                    break
+                out.append(line)
             return out, self.done and len(out) == len(self.lines)
 
     def _wake(self) -> None:

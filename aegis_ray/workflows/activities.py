@@ -15,11 +15,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 from ray.util.placement_group import PlacementGroup
 from temporalio import activity
 from temporalio.client import Client
@@ -29,11 +30,13 @@ from temporalio.service import RPCError
 from aegis_ray.adapters import metrics
 from aegis_ray.adapters.docker.container import LaunchError
 from aegis_ray.adapters.openbao.store import SecretStore
+from aegis_ray.adapters.postgres.db import StoreOutage, ride_out
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.postgres.records import ExecutionRecord
 from aegis_ray.adapters.ray import placement as groups
 from aegis_ray.adapters.ray.cluster_state import ClusterView, live_cluster
+from aegis_ray.core.log_quota import LogQuota
 from aegis_ray.core.models.agent import AgentManifest
 from aegis_ray.core.models.execution import (
     ACTIVE_STATES,
@@ -45,7 +48,7 @@ from aegis_ray.core.models.execution import (
 from aegis_ray.core.models.loading import parse_agent
 from aegis_ray.core.naming import PLACED_SIGNAL, placement_group_name
 from aegis_ray.core.placement.demand import Demand, bundle_of, demand_of
-from aegis_ray.core.placement.fit import plan
+from aegis_ray.core.placement.fit import after_loss, plan
 from aegis_ray.node_agent.actor import ensure_node_agent
 from aegis_ray.node_agent.agent import Batch
 from aegis_ray.workflows.container import container_spec
@@ -59,6 +62,8 @@ from aegis_ray.workflows.messages import (
 from aegis_ray.workflows.secrets import SecretsRefused, delivery
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 S = ExecutionState
 # How old a cluster view the first placement try may use (see `_place`).
@@ -78,6 +83,8 @@ HEARTBEAT = timedelta(seconds=30)
 HEARTBEAT_EVERY_S = 5.0
 # Extra time a node agent call may go unanswered before the node is checked (see `_call`).
 AGENT_SILENCE_S = 30.0
+# Ray errors other than an unavailable actor, in a row with the node alive, before giving up.
+ODD_RAY_ERRORS = 30
 
 
 @dataclass
@@ -111,6 +118,20 @@ class Superseded(Exception):
     """The row moved on without this activity (cancelled, or ended by the reconciler)."""
 
 
+# The type of the error an attempt ends with when PostgreSQL stayed away past the bound: the
+# workflow then records the message as the reason, not as an internal error.
+STORE_OUTAGE = "StoreOutage"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the operator configured (Settings): the outage ridden out, the log quota."""
+
+    store_outage_s: float = 300.0
+    log_line_max_bytes: int = 64 << 10
+    log_max_bytes: int = 64 << 20
+
+
 class ExecutionActivities:
     def __init__(
         self,
@@ -118,18 +139,27 @@ class ExecutionActivities:
         nodes: NodeStore,
         temporal: Client | None = None,
         secrets: SecretStore | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.nodes = nodes
         self.secrets = secrets
+        self.limits = limits or Limits()
         # To tell the workflow where its attempt was placed (Temporal UI: search by node).
         self.temporal = temporal
         # Node agent handles by node: looking one up is a round trip to Ray's GCS.
         self._agents: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    async def _db(self, fn: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs) -> R:
+        """`fn(...)` against PostgreSQL, riding out an outage up to the configured bound
+        (heartbeating meanwhile): the attempt waits, its container keeps running."""
+        return await ride_out(
+            lambda: fn(*args, **kwargs), bound_s=self.limits.store_outage_s, on_wait=_heartbeat
+        )
+
     async def _load(self, execution_id: str) -> tuple[ExecutionRecord, AgentManifest]:
-        rec = await self.store.get(execution_id, tenant_id=None)
+        rec = await self._db(self.store.get, execution_id, tenant_id=None)
         if rec is None:
             raise ApplicationError(f"execution {execution_id} not found", non_retryable=True)
         return rec, parse_agent(rec.manifest, source=f"execution {execution_id}")
@@ -139,6 +169,10 @@ class ExecutionActivities:
     @activity.defn(name="run_attempt")
     async def run_attempt(self, inp: AttemptInput) -> AttemptResult:
         """Run the execution's current attempt to its end (see the module docstring)."""
+        with _outage_as_reason():
+            return await self._run_attempt(inp)
+
+    async def _run_attempt(self, inp: AttemptInput) -> AttemptResult:
         rec, manifest = await self._load(inp.execution_id)
         eid, attempt = inp.execution_id, rec.attempt
         if rec.state in TERMINAL_STATES:
@@ -150,12 +184,15 @@ class ExecutionActivities:
         except Superseded:
             return await self._as_is(eid, attempt)
         if isinstance(placed, str):
-            return await self._end(rec, Ended(Outcome.FAILED, placed))
+            return await self._end(rec, Ended(Outcome.FAILED, await self._unplaceable(rec, placed)))
         try:
             ended = await self._launch_and_follow(rec, manifest, placed)
         except asyncio.CancelledError:
-            await self._stop_and_drain(eid, attempt, placed)
-            await self._teardown(eid, attempt, placed)
+            if _cancel_requested():
+                await self._stop_and_drain(eid, attempt, placed)
+                await self._teardown(eid, attempt, placed)
+            # Otherwise Temporal gave this try up (its heartbeat timed out while Temporal was
+            # away, or the worker shuts down): the container runs on, the next try takes over.
             raise
         except AttemptLost as lost:
             ended = _lost_attempt(lost)
@@ -167,8 +204,18 @@ class ExecutionActivities:
         await self._teardown(eid, attempt, placed)
         return result
 
+    async def _unplaceable(self, rec: ExecutionRecord, why: str) -> str:
+        """Why the attempt cannot be placed; after a lost attempt, that loss first."""
+        if rec.attempt <= 1:
+            return why
+        records = await self._db(self.store.attempts, rec.id)
+        before = next((a for a in records if a.attempt == rec.attempt - 1), None)
+        if before is None or before.outcome != Outcome.LOST:
+            return why
+        return after_loss(before.reason or "", rec.attempt - 1, why)
+
     async def _as_is(self, eid: str, attempt: int) -> AttemptResult:
-        now = await self.store.get(eid, tenant_id=None)
+        now = await self._db(self.store.get, eid, tenant_id=None)
         return AttemptResult(eid, attempt, now.state if now is not None else S.FAILED)
 
     async def _place(self, rec: ExecutionRecord, manifest: AgentManifest) -> Placed | str:
@@ -178,11 +225,14 @@ class ExecutionActivities:
             found = await self._placed_before(rec)
             if found is not None:
                 return found
-            raise AttemptLost(f"placement group of attempt {attempt} is gone")
+            raise AttemptLost(
+                f"placement group of attempt {attempt} is gone (its node was lost, or the Ray"
+                " head restarted)"
+            )
         demand = demand_of(manifest)
         # The view the submission was planned with, moments ago in this process, will do for
         # the first try; the wait below reads a fresh one each round.
-        view = await live_cluster(self.nodes, max_age_s=PLAN_REUSE_S)
+        view = await self._db(live_cluster, self.nodes, max_age_s=PLAN_REUSE_S)
         bundle = view.bundle_for(bundle_of(demand))
         base = placement_group_name(eid, attempt)
         # Only ready nodes that could hold it, never a drained, down or unfit one; when that set
@@ -201,9 +251,9 @@ class ExecutionActivities:
                 if time.monotonic() - last_reason < REASON_REFRESH_S:
                     continue
                 last_reason = time.monotonic()
-                view = await live_cluster(self.nodes)
+                view = await self._db(live_cluster, self.nodes)
                 result = plan(demand, view.nodes)
-                await self.store.set_reason(eid, result.summary(), attempt=attempt)
+                await self._db(self.store.set_reason, eid, result.summary(), attempt=attempt)
                 if time.monotonic() - started > PLACEMENT_DEADLINE_S:
                     await asyncio.to_thread(groups.remove, pg)
                     return f"no capacity within {PLACEMENT_DEADLINE_S:.0f}s: {result.summary()}"
@@ -228,7 +278,8 @@ class ExecutionActivities:
         metrics.PLACEMENT_WAIT.observe(time.monotonic() - started)
         ray_node_id = await asyncio.to_thread(groups.bundle_node, pg)
         node_id = _aegis_node_id(view, ray_node_id)
-        moved = await self.store.transition(
+        moved = await self._db(
+            self.store.transition,
             eid,
             to=S.SCHEDULED,
             expected=[S.PENDING],
@@ -239,8 +290,13 @@ class ExecutionActivities:
         if moved is None:  # cancelled or finished meanwhile: give the capacity back
             await asyncio.to_thread(groups.remove, pg)
             raise Superseded()
-        await self.store.start_attempt(
-            eid, attempt, node_id=node_id, ray_node_id=ray_node_id, placement_group=name
+        await self._db(
+            self.store.start_attempt,
+            eid,
+            attempt,
+            node_id=node_id,
+            ray_node_id=ray_node_id,
+            placement_group=name,
         )
         # For the Temporal UI only: not worth delaying the launch for.
         self._background(self._announce(node_id))
@@ -265,14 +321,18 @@ class ExecutionActivities:
             log.warning("could not tell workflow %s its node: %s", info.workflow_id, err)
 
     async def _placed_before(self, rec: ExecutionRecord) -> Placed | None:
-        records = await self.store.attempts(rec.id)
+        records = await self._db(self.store.attempts, rec.id)
         record = next((a for a in records if a.attempt == rec.attempt), None)
         if record is None or not record.placement_group:
             return None
-        pg = await asyncio.to_thread(groups.find, record.placement_group)
+        try:
+            pg = await asyncio.to_thread(groups.find, record.placement_group)
+        except (RayError, ValueError) as err:  # Ray no longer knows it (a restarted head)
+            log.info("placement group %s not found: %s", record.placement_group, err)
+            return None
         if pg is None:
             return None
-        view = await live_cluster(self.nodes)
+        view = await self._db(live_cluster, self.nodes)
         return Placed(
             pg,
             record.placement_group,
@@ -293,7 +353,7 @@ class ExecutionActivities:
                     self.secrets,
                     rec.tenant_id,
                     manifest,
-                    waiting=lambda why: self.store.set_reason(eid, why, attempt=attempt),
+                    waiting=lambda why: self._db(self.store.set_reason, eid, why, attempt=attempt),
                 )
             except SecretsRefused as refused:  # before any container starts
                 return Ended(Outcome.FAILED, refused.reason)
@@ -304,7 +364,8 @@ class ExecutionActivities:
             launch = asyncio.ensure_future(self._call(placed, agent, "start", spec))
             if state == S.SCHEDULED:
                 try:
-                    await self.store.transition(
+                    await self._db(
+                        self.store.transition,
                         eid,
                         to=S.STARTING,
                         expected=[S.SCHEDULED],
@@ -322,7 +383,8 @@ class ExecutionActivities:
                 cause = getattr(err, "cause", None) or err
                 code = getattr(cause, "code", "start_failed")
                 return Ended(Outcome.FAILED, f"{code}: {getattr(cause, 'message', cause)}")
-            moved = await self.store.transition(
+            moved = await self._db(
+                self.store.transition,
                 eid,
                 to=S.RUNNING,
                 expected=[S.STARTING],
@@ -338,13 +400,29 @@ class ExecutionActivities:
     async def _follow(
         self, eid: str, attempt: int, placed: Placed, manifest: AgentManifest
     ) -> Ended:
-        cursor = await self.store.last_log_seq(eid, attempt)
+        cursor = await self._db(self.store.last_log_seq, eid, attempt)
+        quota = await self._quota(eid)
         while True:
             batch = await self._next_batch(eid, attempt, placed, cursor, FOLLOW_WAIT_S)
-            cursor = await self._store_lines(eid, attempt, batch, cursor)
+            cursor = await self._store_lines(eid, attempt, batch, cursor, quota)
             activity.heartbeat()
             if batch.done:
+                await self._record_dropped(eid, attempt, quota)
                 return _ended(batch, manifest.spec.execution.timeout)
+
+    async def _quota(self, eid: str) -> LogQuota:
+        limits = self.limits
+        used = await self._db(self.store.log_bytes, eid)
+        return LogQuota(limits.log_line_max_bytes, limits.log_max_bytes, used=used)
+
+    async def _record_dropped(self, eid: str, attempt: int, quota: LogQuota) -> None:
+        """Tell the user, in the execution's events, what of its output was not stored."""
+        summary = quota.summary()
+        if summary:
+            with contextlib.suppress(StoreOutage):
+                await self._db(
+                    self.store.add_event, eid, kind="info", message=summary, attempt=attempt
+                )
 
     async def _next_batch(
         self, eid: str, attempt: int, placed: Placed, cursor: int, wait_s: float
@@ -355,13 +433,31 @@ class ExecutionActivities:
         )
         return batch
 
-    async def _store_lines(self, eid: str, attempt: int, batch: Batch, cursor: int) -> int:
+    async def _store_lines(
+        self, eid: str, attempt: int, batch: Batch, cursor: int, quota: LogQuota
+    ) -> int:
+        """Store the batch (as the quota admits it); the new cursor. While PostgreSQL is away
+        this waits: the lines stay with the node agent (bounded) until they are stored."""
         if not batch.lines:
             return cursor
-        stored = await self.store.append_logs(
-            eid, attempt, [(ln.seq, ln.ts, ln.stream, ln.text) for ln in batch.lines]
-        )
-        metrics.LOG_LINES_STORED.inc(stored)
+        was_full = quota.full
+        rows = [
+            (ln.seq, ln.ts, ln.stream, text)
+            for ln in batch.lines
+            if (text := quota.admit(ln.text)) is not None
+        ]
+        if rows:
+            stored = await self._db(self.store.append_logs, eid, attempt, rows)
+            metrics.LOG_LINES_STORED.inc(stored)
+        if quota.full and not was_full:
+            await self._db(
+                self.store.add_event,
+                eid,
+                kind="info",
+                message=f"log quota of {quota.total_max} bytes reached: further output is"
+                " counted, not stored (AEGIS_LOG_MAX_BYTES)",
+                attempt=attempt,
+            )
         return batch.lines[-1].seq
 
     async def _stop_and_drain(self, eid: str, attempt: int, placed: Placed) -> None:
@@ -372,12 +468,13 @@ class ExecutionActivities:
                 self._call(placed, agent, "stop", eid, attempt, STOP_GRACE_S), STOP_GRACE_S + 10
             )
             cursor = await self.store.last_log_seq(eid, attempt)
+            quota = await self._quota(eid)
             deadline = time.monotonic() + DRAIN_S
             while time.monotonic() < deadline:
                 batch = await asyncio.wait_for(
                     self._next_batch(eid, attempt, placed, cursor, 1.0), 10
                 )
-                cursor = await self._store_lines(eid, attempt, batch, cursor)
+                cursor = await self._store_lines(eid, attempt, batch, cursor, quota)
                 if batch.done:
                     return
 
@@ -408,16 +505,24 @@ class ExecutionActivities:
         answer for `AGENT_SILENCE_S` past what it may take (a node cut off before Ray declares
         it dead) is asked again, after checking whether the node is gone.
         """
+        odd = 0  # other Ray errors in a row, the node still there: asked again a few times
         while True:
             call = asyncio.ensure_future(getattr(agent, method).remote(*args))
             may_take = _may_take(method, args)
             silence = None if may_take is None else AGENT_SILENCE_S + may_take
             try:
                 return await _heartbeating(call, silence)
-            except (ActorUnavailableError, RayActorError, TimeoutError) as err:
+            except (ActorUnavailableError, RayActorError, TimeoutError, RayError) as err:
+                if isinstance(err, RayTaskError) and not isinstance(err, RayActorError):
+                    raise  # the agent's own answer (a launch error): not the node's trouble
+                # Any other RayError: Ray may have lost track of the actor, node or group.
                 lost = await asyncio.to_thread(_lost, placed)
                 if lost is not None:
                     raise lost from err
+                usual = isinstance(err, ActorUnavailableError | RayActorError | TimeoutError)
+                odd = 0 if usual else odd + 1
+                if odd > ODD_RAY_ERRORS:
+                    raise
                 log.info("node agent on %s unavailable (%r); retrying", placed.node_id, err)
             finally:
                 call.cancel()
@@ -431,8 +536,11 @@ class ExecutionActivities:
         """Record how the attempt ended: a retry (lost, retries left) or the execution's end."""
         eid, attempt = str(rec.id), rec.attempt
         if ended.outcome == Outcome.LOST and attempt <= rec.max_retries:
-            await self.store.end_attempt(eid, attempt, outcome=Outcome.LOST, reason=ended.reason)
-            moved = await self.store.transition(
+            await self._db(
+                self.store.end_attempt, eid, attempt, outcome=Outcome.LOST, reason=ended.reason
+            )
+            moved = await self._db(
+                self.store.transition,
                 eid,
                 to=S.PENDING,
                 expected=list(PLACED_STATES),
@@ -460,7 +568,8 @@ class ExecutionActivities:
         reason: str,
         exit_code: int | None = None,
     ) -> None:
-        moved = await self.store.transition(
+        moved = await self._db(
+            self.store.transition,
             eid,
             to=state,
             expected=[s for s in ACTIVE_STATES if can_transition(s, state)],
@@ -470,12 +579,18 @@ class ExecutionActivities:
             message=reason or state.value.lower(),
         )
         if moved is not None:
-            await self.store.end_attempt(eid, moved.attempt, outcome=state.value, reason=reason)
+            await self._db(
+                self.store.end_attempt, eid, moved.attempt, outcome=state.value, reason=reason
+            )
             count_finished(moved)
 
     @activity.defn(name="abort")
     async def abort(self, a: Abort) -> None:
         """End the execution on its current attempt: container and group removed, row final."""
+        with _outage_as_reason():
+            await self._abort(a)
+
+    async def _abort(self, a: Abort) -> None:
         rec, _ = await self._load(a.execution_id)
         if rec.state in TERMINAL_STATES:
             return
@@ -489,6 +604,27 @@ class ExecutionActivities:
 
     def all(self) -> list[Any]:
         return [self.run_attempt, self.abort]
+
+
+def _cancel_requested() -> bool:
+    """Whether the activity is cancelled because the execution is (not for Temporal's own
+    reasons: a heartbeat timeout, this worker shutting down, the workflow gone)."""
+    details = activity.cancellation_details() if activity.in_activity() else None
+    return details is None or details.cancel_requested
+
+
+def _heartbeat() -> None:
+    if activity.in_activity():
+        activity.heartbeat()
+
+
+@contextlib.contextmanager
+def _outage_as_reason() -> Any:
+    """PostgreSQL away past the bound ends the activity for good, the outage as its reason."""
+    try:
+        yield
+    except StoreOutage as err:
+        raise ApplicationError(str(err), type=STORE_OUTAGE, non_retryable=True) from err
 
 
 async def _heartbeating(call: asyncio.Future[Any], silence_s: float | None) -> Any:
@@ -538,7 +674,10 @@ def _ended(batch: Batch, timeout_s: float) -> Ended:
 
 def _lost(placed: Placed) -> AttemptLost | None:
     """Why the attempt is lost, if it is: its node died or its group is gone."""
-    state = groups.state(placed.group)
+    try:
+        state = groups.state(placed.group)
+    except (RayError, ValueError) as err:  # e.g. "Failed to look up placement group"
+        return AttemptLost(f"placement group of the attempt is gone: {err}")
     if not groups.node_alive(placed.ray_node_id) or state == "RESCHEDULING":
         return AttemptLost(f"node {placed.node_id} lost", node_lost=True)
     if state in (None, "REMOVED"):

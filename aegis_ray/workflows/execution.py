@@ -12,23 +12,26 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from aegis_ray.core.models.execution import ExecutionState
     from aegis_ray.core.naming import PLACED_SIGNAL, SEARCH_AGENT, SEARCH_NODE, WORKFLOW_NAME
-    from aegis_ray.workflows.activities import HEARTBEAT, ExecutionActivities
+    from aegis_ray.workflows.activities import HEARTBEAT, STORE_OUTAGE, ExecutionActivities
     from aegis_ray.workflows.messages import PLACEMENT_DEADLINE_S, Abort, AttemptInput
 
 # Longest an attempt may take: waiting for capacity, then the longest manifest timeout (7 days).
 # A dead worker is noticed by the missing heartbeat long before this.
 ATTEMPT_TIMEOUT = timedelta(seconds=PLACEMENT_DEADLINE_S, days=7, minutes=10)
-# Retries of the attempt activity itself (a worker crash, an outage of PostgreSQL or Ray):
-# each retry resumes the same attempt where it stood.
+# Retries of the attempt activity itself (a worker crash, Ray or Temporal going away): each
+# retry resumes the same attempt where it stood. An outage of PostgreSQL is ridden out inside
+# the activity (up to AEGIS_STORE_OUTAGE_S); this policy spans more than its default 5 minutes
+# (1+2+4+8+16 s, then every 30 s), and ends the attempt only for a failure that keeps coming.
 ATTEMPT_RETRIES = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
+    maximum_attempts=16,
+    non_retryable_error_types=[STORE_OUTAGE],
 )
 ABORT_TIMEOUT = timedelta(seconds=60)
 ABORT_RETRIES = RetryPolicy(maximum_interval=timedelta(seconds=5), maximum_attempts=20)
@@ -74,6 +77,8 @@ class ExecutionWorkflow:
                 # it hanging in a non-terminal state.
                 cause = getattr(err.cause, "message", None) or str(err.cause or err)
                 state, reason = ExecutionState.FAILED, f"internal error: {cause}"
+                if isinstance(err.cause, ApplicationError) and err.cause.type == STORE_OUTAGE:
+                    reason = f"the control plane lost its database: {cause}"
             await workflow.execute_activity_method(
                 ExecutionActivities.abort,
                 Abort(execution_id, state, reason),

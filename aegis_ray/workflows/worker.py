@@ -14,7 +14,8 @@ from aegis_ray.adapters.openbao.store import SecretStore
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
-from aegis_ray.workflows.activities import ExecutionActivities
+from aegis_ray.settings import Settings
+from aegis_ray.workflows.activities import ExecutionActivities, Limits
 from aegis_ray.workflows.execution import ExecutionWorkflow
 from aegis_ray.workflows.reconciler import Reconciler
 
@@ -30,7 +31,7 @@ class RunningWorker:
             raise RuntimeError(f"Temporal worker stopped: {self.worker.exception()!r}")
 
     async def status(self) -> str:
-        """"ok" while the worker runs, else why it stopped (for /health)."""
+        """ "ok" while the worker runs, else why it stopped (for /health)."""
         if not self.worker.done():
             return "ok"
         return f"stopped: {self.worker.exception()!r}"[:300]
@@ -40,7 +41,15 @@ async def start_worker(
     pool: asyncpg.Pool, client: Client, *, task_queue: str, secrets: SecretStore | None = None
 ) -> RunningWorker:
     """Run the worker and the reconciler as tasks of the running loop."""
-    activities = ExecutionActivities(ExecutionStore(pool), NodeStore(pool), client, secrets)
+    settings = Settings()
+    limits = Limits(
+        store_outage_s=settings.store_outage_s,
+        log_line_max_bytes=settings.log_line_max_bytes,
+        log_max_bytes=settings.log_max_bytes,
+    )
+    activities = ExecutionActivities(
+        ExecutionStore(pool), NodeStore(pool), client, secrets=secrets, limits=limits
+    )
     worker = Worker(
         client,
         task_queue=task_queue,

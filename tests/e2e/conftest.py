@@ -23,6 +23,7 @@ from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[2]
 AEGIS = [sys.executable, "-m", "aegis_ray.cli"]
+LOG_QUOTA = 1 << 20  # the session stack's AEGIS_LOG_MAX_BYTES
 
 
 @dataclass
@@ -92,6 +93,8 @@ def _stack_env(home: Path) -> dict[str, str]:
         AEGIS_OPENBAO_PORT="28200",  # and 28201
         AEGIS_RAY_ATTACH="false",
         AEGIS_ORPHAN_GRACE_S="5",
+        # Small enough for a test to reach (test_node_agent_executions.py), not for the others.
+        AEGIS_LOG_MAX_BYTES=str(LOG_QUOTA),
         COLUMNS="200",
     )
     return env

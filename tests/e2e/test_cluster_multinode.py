@@ -201,9 +201,7 @@ def test_draining_node_gets_nothing_new(cluster: Cluster) -> None:
             c.submit(text, source="gpu.yaml")
         reasons = {n["node_id"]: n["reasons"] for n in err.value.body["plan"]["nodes"]}
         assert any(r["check"] == "status" for r in reasons["edge-gpu"])
-        untagged = wait_state(
-            c, c.submit(agent_yaml("any", "true"), source="a").id, {"SUCCEEDED"}
-        )
+        untagged = wait_state(c, c.submit(agent_yaml("any", "true"), source="a").id, {"SUCCEEDED"})
         assert untagged["node_id"] == "edge-cpu"
     finally:
         cluster.orch.aegis("node", "undrain", "edge-gpu")
@@ -349,4 +347,30 @@ def test_node_lost_with_no_retries_left_ends_failed_node_lost(cluster: Cluster) 
     _kill_edge(cluster, "edge-gpu")
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)
     assert final["state"] == "FAILED" and final["reason"].startswith("node lost"), final
+    _restart_edge(cluster, "edge-gpu")
+
+
+def test_only_eligible_node_lost_with_a_retry_left_ends_node_lost_and_plan_says_down(
+    cluster: Cluster,
+) -> None:
+    c = cluster.client()
+    text = agent_yaml("gpu-only", "sleep 120", timeout="300s").replace(
+        "    timeout: 300s", "    timeout: 300s\n    target_tags: [gpu]\n    max_retries: 1"
+    )
+    rec = wait_state(c, c.submit(text, source="x.yaml").id, {"RUNNING"})
+    assert rec["node_id"] == "edge-gpu"
+    _kill_edge(cluster, "edge-gpu")
+    # The retry finds no node that could ever take it: the loss is the reason, not the plan.
+    final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=240)
+    assert final["state"] == "FAILED", final
+    assert final["reason"].startswith("node lost: node edge-gpu lost (attempt 1)"), final
+    assert "no node can take it again" in final["reason"], final
+    assert [a["outcome"] for a in final["attempts"]][:1] == ["LOST"]
+    # The down node is shown as it registered (its tag, its GPU) and refused for being down.
+    nodes = {n["node_id"]: n for n in c.nodes().to_json()["items"]}
+    gpu = nodes["edge-gpu"]
+    assert gpu["status"] == "down" and gpu["tags"] == ["gpu"] and gpu["total"]["gpu"] == 1, gpu
+    result = c.plan(text, source="x.yaml").to_json()
+    reasons = {n["node_id"]: [r["message"] for r in n["reasons"]] for n in result["nodes"]}
+    assert reasons["edge-gpu"] == ["node is down"], result
     _restart_edge(cluster, "edge-gpu")

@@ -14,7 +14,7 @@ import ray
 
 from aegis_ray.core.naming import RAY_NAMESPACE, node_agent_name
 from aegis_ray.node.stack import UpState
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import LOG_QUOTA, Stack
 from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_executions import EXECUTION_LABEL, submit, wait_state
 from tests.e2e.waiting import wait_until
@@ -96,3 +96,29 @@ def test_removing_the_placement_group_under_a_running_attempt_removes_its_contai
     final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=120)
     assert final["state"] == "FAILED", final
     assert final["reason"] == "attempt lost: placement group removed (no retries left)"
+
+
+def test_a_chatty_agent_is_cut_at_the_line_limit_and_the_log_quota_with_the_drops_counted(
+    stack: Stack,
+) -> None:
+    # One 100,000-byte line (cut at 64 KiB), then 1,500 lines of 999 bytes: past the session
+    # stack's 1 MiB quota.
+    script = (
+        'head -c 100000 /dev/zero | tr "\\0" a; echo; i=1;'
+        ' while [ $i -le 1500 ]; do printf "%0999d\\n" $i; i=$((i + 1)); done'
+    )
+    rec = submit(stack, agent_yaml("chatty", script, timeout="120s"))
+    c = stack.client()
+    final = wait_state(c, rec["id"], {"SUCCEEDED", "FAILED"}, timeout=180)
+    assert final["state"] == "SUCCEEDED", final
+    lines = [ln["line"] for ln in _all_lines(stack, rec["id"])]
+    assert lines[0] == "a" * 65536 + " [aegis: line cut, 34464 more bytes not stored]"
+    assert lines[1] == f"{1:0999d}"
+    assert lines[-1].startswith(f"[aegis: log quota of {LOG_QUOTA} bytes reached")
+    stored = len(lines) - 2  # the numbered lines before the marker
+    assert 900 < stored < 1500 and lines[stored] == f"{stored:0999d}"
+    messages = [e.message for e in c.events(rec["id"]).items if e.kind == "info"]
+    assert any(m.startswith(f"log quota of {LOG_QUOTA} bytes reached") for m in messages)
+    [summary] = [m for m in messages if m.startswith("log output not stored")]
+    dropped = 1500 - stored  # the marker took the place of the first of them
+    assert f"1 lines cut at 65536 bytes, {dropped} lines over the quota" in summary, summary

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aegis_ray.core.models.node import NodeStatus, NodeType
+from aegis_ray.core.placement.demand import Demand
 from aegis_ray.core.placement.dimensions import Resources
-from aegis_ray.core.placement.fit import NodeFacts
+from aegis_ray.core.placement.fit import NodeFacts, after_loss, plan
 from aegis_ray.core.registry import GONE_AFTER_S, eligible_selector, merge
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -20,6 +21,7 @@ class Rec:
     status: str | None = None
     type: str | None = "edge"
     tags: list[str] = field(default_factory=list)
+    resources: dict[str, int] = field(default_factory=dict)
     registered_at: datetime = NOW - timedelta(hours=1)
     last_heartbeat: datetime | None = None
 
@@ -61,3 +63,39 @@ def test_dead_raylet_of_a_drained_node_stays_down() -> None:
 
 def test_selector_lists_the_eligible_nodes() -> None:
     assert eligible_selector(["b", "a"]) == {"aegis/node-id": "in(a,b)"}
+
+
+GPU_NODE = {"cpu_cores": 8, "memory_gb": 32, "disk_gb": 100, "gpu": 1}
+
+
+def test_dead_raylet_shows_the_node_as_registered_and_refused_by_status_only() -> None:
+    # Ray's entry of a dead raylet whose labels still name it, with no resources left.
+    dead = NodeFacts(
+        "gpu-1", NodeType.HYBRID, NodeStatus.DOWN, frozenset(), Resources(), Resources()
+    )
+    record = Rec("gpu-1", status="ready", tags=["gpu"], resources=GPU_NODE)
+    out = by_id(merge([dead, fact("cpu-1")], [record, Rec("cpu-1")], now=NOW))
+    down = out["gpu-1"]
+    assert down.status == "down" and down.role == "edge" and down.tags == {"gpu"}
+    assert (down.total.cpu_millis, down.total.memory_bytes, down.total.gpu) == (8000, 32 << 30, 1)
+    assert down.free == Resources()
+    result = plan(Demand(Resources(500, 1 << 30, 0, 1, 1), ("gpu",)), list(out.values()))
+    assert [r.message for r in result.reasons["gpu-1"]] == ["node is down"]
+    assert result.summary() == (
+        "no node can ever fit (2 nodes): down on 1, missing tag gpu on 1, gpu on 1"
+    )
+
+
+def test_registered_only_node_has_its_registered_resources() -> None:
+    out = by_id(merge([], [Rec("b", tags=["gpu"], resources=GPU_NODE)], now=NOW))
+    assert out["b"].total.gpu == 1 and out["b"].total.slots == 0 and out["b"].free == Resources()
+
+
+def test_a_lost_node_is_the_reason_when_the_retry_cannot_be_placed() -> None:
+    why = "no node can ever fit (3 nodes): down on 1, missing tag gpu on 2"
+    assert after_loss("node gpu-1 lost", 1, why) == (
+        f"node lost: node gpu-1 lost (attempt 1); no node can take it again: {why}"
+    )
+    assert after_loss("placement group removed", 2, why).startswith(
+        "attempt lost: placement group removed (attempt 2); "
+    )

@@ -3,17 +3,86 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from aegis_ray.adapters.postgres.migrations import migrate
 
 CONNECT_TIMEOUT_S = 10.0
+# Backoff between tries while PostgreSQL is away: from half a second up to this, with jitter.
+RETRY_MAX_WAIT_S = 10.0
+T = TypeVar("T")
 
 
 class StoreUnavailable(RuntimeError):
     """PostgreSQL cannot be reached (or refuses us); the message names host:port, never secrets."""
+
+
+class StoreOutage(RuntimeError):
+    """PostgreSQL stayed unreachable for longer than the outage the caller rides out."""
+
+
+def unavailable(err: BaseException) -> bool:
+    """Whether `err` means PostgreSQL is (for now) out of reach, not that the query is wrong."""
+    if isinstance(err, StoreUnavailable | OSError | TimeoutError):  # OSError: refused, reset
+        return True
+    if isinstance(
+        err,
+        asyncpg.PostgresConnectionError  # the connection broke (class 08)
+        | asyncpg.exceptions.OperatorInterventionError  # shutting down, starting up (57P)
+        | asyncpg.exceptions.TooManyConnectionsError,
+    ):
+        return True
+    # asyncpg's own "connection is closed" / "connection was closed in the middle of operation".
+    return isinstance(err, asyncpg.InterfaceError) and "connection" in str(err)
+
+
+async def ride_out(
+    call: Callable[[], Awaitable[T]],
+    *,
+    bound_s: float,
+    on_wait: Callable[[], None] | None = None,
+) -> T:
+    """`call()`, tried again with backoff while PostgreSQL is unavailable, for up to `bound_s`.
+
+    `on_wait` runs before each pause (a Temporal heartbeat). Any other error is raised as is;
+    an outage longer than the bound raises StoreOutage saying so.
+    """
+
+    def waiting(_: RetryCallState) -> None:
+        if on_wait is not None:
+            on_wait()
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(unavailable),
+        wait=wait_exponential_jitter(multiplier=0.5, max=RETRY_MAX_WAIT_S),
+        stop=stop_after_delay(bound_s),
+        before_sleep=waiting,
+    )
+    async def once() -> T:
+        # A coroutine function of its own: tenacity awaits only what it sees as one (a lambda
+        # returning a coroutine would come back unawaited).
+        return await call()
+
+    try:
+        result: T = await retrying(once)
+    except RetryError as err:
+        last = err.last_attempt.exception()
+        raise StoreOutage(
+            f"PostgreSQL unavailable for more than {bound_s:g}s (AEGIS_STORE_OUTAGE_S): {last}"
+        ) from last
+    return result
 
 
 def where(dsn: str) -> str:

@@ -455,6 +455,15 @@ class ExecutionStore:
         )  # fmt: skip
         return -1 if value is None else int(value)
 
+    async def log_bytes(self, execution_id: uuid.UUID | str) -> int:
+        """Bytes of output stored for the execution, every attempt together."""
+        value = await self.pool.fetchval(
+            "SELECT COALESCE(sum(octet_length(line)), 0) FROM execution_logs"
+            " WHERE execution_id = $1",
+            as_uuid(execution_id),
+        )
+        return int(value)
+
     async def logs(
         self,
         execution_id: uuid.UUID | str,

@@ -62,8 +62,17 @@ def check_tags(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reaso
     return tuple(Reason("tag", f"missing tag {t}") for t in demand.tags if t not in node.tags)
 
 
+_NOT_UP = frozenset({NodeStatus.DOWN, NodeStatus.GONE})
+
+
 def check_resources(demand: Demand, node: NodeFacts, against: Against) -> tuple[Reason, ...]:
-    """One reason per dimension the node is short of, in table order."""
+    """One reason per dimension the node is short of, in table order.
+
+    A node that is down is refused by its status alone: what it has is what it registered, not
+    what it offers now, and short-of reasons about it would be false.
+    """
+    if node.status in _NOT_UP:
+        return _OK
     have = node.total if against == "total" else node.free
     if demand.resources.fits_in(have):
         return _OK
@@ -163,6 +172,15 @@ def plan(demand: Demand, nodes: Sequence[NodeFacts]) -> PlanResult:
         result.never.append(node.node_id)
         result.reasons[node.node_id] = check_node(demand, node, against="total")
     return result
+
+
+def after_loss(lost_reason: str, lost_attempt: int, why: str) -> str:
+    """Why an execution ends when its attempt was lost and the next cannot be placed: the
+    loss first (it is what happened), then why no node can take it now."""
+    lost = lost_reason or "lost"
+    # A lost node is recorded as "node <id> lost" (the activity's AttemptLost).
+    head = "node lost" if lost.startswith("node ") and lost.endswith(" lost") else "attempt lost"
+    return f"{head}: {lost} (attempt {lost_attempt}); no node can take it again: {why}"
 
 
 def _label(reason: Reason) -> str:
