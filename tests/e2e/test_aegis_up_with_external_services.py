@@ -151,7 +151,8 @@ def test_aegis_up_uses_the_external_services_of_its_node_config(external: Extern
 
     down = stack.aegis("down", timeout=300)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.split("stopped:")[1].split() == ["ray"]
+    # The Ray head, and what keeps its state (the embedded Redis and the GCS supervisor).
+    assert _stopped(down.stdout) == ["gcs supervisor", "ray", "redis"]
     assert external.postgres.is_running() and external.temporal.is_running()
 
 
@@ -189,7 +190,8 @@ def test_secrets_go_to_the_external_openbao_through_the_approle(external: Extern
     assert not any("external-value-1234" in ln for ln in lines)
 
     down = stack.aegis("down", timeout=300)
-    assert down.stdout.split("stopped:")[1].split() == ["ray"]
+    # The Ray head, and what keeps its state (the embedded Redis and the GCS supervisor).
+    assert _stopped(down.stdout) == ["gcs supervisor", "ray", "redis"]
     assert external.openbao.is_running()
 
 
@@ -211,3 +213,7 @@ def _workflows(address: str) -> list[dict]:
     )  # fmt: skip
     items: list[dict] = json.loads(done.stdout or "[]")
     return items
+
+
+def _stopped(cli_output: str) -> list[str]:
+    return [s.strip() for s in cli_output.split("stopped:")[1].split(",")]
