@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,17 @@ class Settings(BaseSettings):
     # The head's autoscaler monitor: `ray status` reports the cluster from what it writes.
     # false saves its ~50 MiB; `ray status` then says "No cluster status".
     ray_monitor: bool = True
+    # Where the head keeps Ray's cluster state (GCS fault tolerance; NodeConfig spec.gcs):
+    # "redis" survives a GCS restart (an embedded Redis unless gcs_redis_url names one),
+    # "memory" is Ray's default and does not.
+    gcs_store: Literal["redis", "memory"] = "redis"
+    gcs_redis_url: str | None = None
+    gcs_redis_password_file: Path | None = None  # the external Redis's password (mode 0600)
+    gcs_redis_bind: str = "127.0.0.1"  # the embedded Redis's listen address
+    gcs_redis_port: int | None = None  # the embedded Redis's port; default ray_port + 1
+    # How long raylets and workers wait for a GCS that went away before they give up (Ray's
+    # RAY_gcs_rpc_server_reconnect_timeout_s, 60 by default): longer than a GCS restart.
+    gcs_reconnect_timeout_s: int = 120
     ray_address: str | None = None  # attach to this cluster instead of starting a head
     # Attach to a Ray cluster already running on this machine (`ray start --head` by hand).
     # Tests turn this off so that they never touch a developer's cluster.
@@ -139,6 +151,10 @@ class Settings(BaseSettings):
     def state_path(self) -> Path:
         """Record of what `aegis up` started, so `aegis down` stops exactly that."""
         return self.home / "up.json"
+
+    @property
+    def redis_port(self) -> int:
+        return self.gcs_redis_port or self.ray_port + 1
 
     @property
     def logs_dir(self) -> Path:

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -161,3 +161,27 @@ def wait_for_port(
 def _failure(message: str, log_path: Path | None) -> str:
     tail = log_tail(log_path)
     return f"{message}; log {log_path}:\n{tail}" if tail else message
+
+
+def wait_ready(
+    probe: Callable[[], tuple[bool, str]],
+    *,
+    pid: Callable[[], int | None],
+    timeout: float,
+    what: str,
+    log_path: Path,
+    every: float = 0.3,
+) -> None:
+    """Poll `probe` (ready?, what it answered) until it is ready. RuntimeError as soon as the
+    daemon (`pid()`) is gone, TimeoutError after `timeout`; both name `what` and its log tail."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        running = pid()
+        if running is None or not pid_alive(running):
+            raise RuntimeError(_failure(f"{what} exited during startup", log_path))
+        ok, last = probe()
+        if ok:
+            return
+        time.sleep(every)
+    raise TimeoutError(_failure(f"{what} not ready after {timeout:.0f}s ({last})", log_path))

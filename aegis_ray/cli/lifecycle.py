@@ -81,6 +81,18 @@ def up(
             console.print(f"Prometheus {state.prometheus_url}")
 
 
+def _gcs_line(state: Any, settings: Settings) -> str:
+    """Where the head keeps its state, and how often the supervisor restarted its GCS."""
+    from aegis_ray.adapters.ray.gcs_supervisor import Record
+    from aegis_ray.node.stack import gcs_supervisor_dir
+
+    line = f"Redis {state.redis_address} ({state.gcs_store})"
+    record = Record.load(gcs_supervisor_dir(settings) / "record.json")
+    if record is not None:
+        line += f", GCS pid {record.gcs_pid}, restarted {len(record.restarts)} times"
+    return line
+
+
 def _say_ray_token(state: Any) -> None:
     if state.ray_auth_mode == "token" and state.ray_token_path:
         console.print(
@@ -134,6 +146,8 @@ def status(ctx: typer.Context, output: OutputOpt = Output.table) -> None:
         if state.openbao:
             how = "embedded" if state.started.get("openbao") else "external"
             console.print(f"OpenBao    {state.openbao['address']} ({how})")
+        if state.gcs_store != "memory":
+            console.print(f"Ray state  {_gcs_line(state, settings)}", highlight=False)
         if state.dashboard_url:
             console.print(f"Dashboard  {state.dashboard_url}")
         if state.ray_token_path:

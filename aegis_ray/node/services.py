@@ -1,4 +1,5 @@
-"""What a head's control plane uses: PostgreSQL, Temporal, OpenBao and the API's address.
+"""What a head uses: PostgreSQL, Temporal, OpenBao, the API address, and where the Ray head keeps
+its state (Redis or memory).
 
 Each value comes from the environment (``AEGIS_*``) if set there, else from the NodeConfig
 (``spec.database``, ``spec.temporal``, ``spec.secrets``, ``spec.api``), else the default: an
@@ -9,13 +10,16 @@ on loopback.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
+
+from pydantic import ValidationError
 
 from aegis_ray.adapters.files import read_private
 from aegis_ray.adapters.openbao.client import OpenBaoAccess
-from aegis_ray.core.models.node import NodeConfig
+from aegis_ray.core.models.node import GcsSection, NodeConfig, gcs_problems
 from aegis_ray.settings import Settings
 
 
@@ -43,6 +47,13 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
         chosen["tls_cert_file"] = Path(spec.api.tls.cert_file)
         chosen["tls_key_file"] = Path(spec.api.tls.key_file)
         chosen["ca_file"] = Path(spec.api.tls.ca_file or spec.api.tls.cert_file)
+    if spec.gcs is not None:
+        chosen["gcs_store"] = spec.gcs.store
+        chosen["gcs_redis_url"] = spec.gcs.redis_url
+        if spec.gcs.redis_password_file is not None:
+            chosen["gcs_redis_password_file"] = Path(spec.gcs.redis_password_file)
+        if "bind" in spec.gcs.model_fields_set:
+            chosen["gcs_redis_bind"] = spec.gcs.bind
     unset = {k: v for k, v in chosen.items() if k not in settings.model_fields_set}
     return settings.model_copy(update=unset)
 
@@ -175,3 +186,66 @@ def _check_readable(access: OpenBaoAccess) -> None:
         )
     if access.ca_file is not None and not Path(access.ca_file).is_file():
         raise ServiceConfigError(f"OpenBao CA file {access.ca_file}: no such file")
+
+
+_GCS_ENV = {
+    "gcs.redis_url": "AEGIS_GCS_REDIS_URL",
+    "gcs.redis_password_file": "AEGIS_GCS_REDIS_PASSWORD_FILE",
+    "gcs.bind": "AEGIS_GCS_REDIS_BIND",
+}
+
+
+@dataclass(frozen=True)
+class GcsStore:
+    """Where the head keeps Ray's cluster state: "memory" (Ray's default), an "embedded" Redis
+    started under AEGIS_HOME, or an "external" one (its URL and password)."""
+
+    kind: Literal["memory", "embedded", "external"]
+    redis_url: str | None = None
+    password: str = ""
+
+    @property
+    def redis_address(self) -> str:
+        """As RAY_REDIS_ADDRESS takes it: host:port, or rediss://host:port for TLS."""
+        assert self.redis_url is not None
+        parts = urlsplit(self.redis_url)
+        return self.redis_url if parts.scheme == "rediss" else parts.netloc
+
+
+def gcs_store(settings: Settings) -> GcsStore:
+    """The GCS store the environment (AEGIS_GCS_*) or the NodeConfig (spec.gcs) chose, checked
+    by the same rules as spec.gcs; ServiceConfigError names what is wrong."""
+    given: dict[str, Any] = {
+        "store": settings.gcs_store,
+        "redis_url": settings.gcs_redis_url,
+        "redis_password_file": settings.gcs_redis_password_file
+        and str(settings.gcs_redis_password_file),
+    }
+    if "gcs_redis_bind" in settings.model_fields_set:
+        given["bind"] = settings.gcs_redis_bind
+    try:
+        section = GcsSection.model_validate(given)
+    except ValidationError as err:  # the environment gave a value of the wrong kind
+        raise ServiceConfigError(f"AEGIS_GCS_* / spec.gcs: {err}") from None
+    problems = gcs_problems(section)
+    if problems:
+        raise ServiceConfigError(
+            "; ".join(
+                f"spec.{key} (or {_GCS_ENV[key]}): {why}"
+                + (f" (got {value!r})" if value is not None else "")
+                for key, why, value in problems
+            )
+        )
+    if section.store == "memory":
+        return GcsStore("memory")
+    if section.redis_url is None:
+        return GcsStore("embedded")
+    password = ""
+    if settings.gcs_redis_password_file is not None:
+        try:
+            password = read_private(
+                settings.gcs_redis_password_file, what="AEGIS_GCS_REDIS_PASSWORD_FILE"
+            )
+        except PermissionError as err:
+            raise ServiceConfigError(str(err)) from None
+    return GcsStore("external", redis_url=section.redis_url, password=password)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,14 +29,17 @@ from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.process import read_pid, spawn_detached, stop_pid, wait_for_port
 from aegis_ray.adapters.prometheus import PrometheusServer
 from aegis_ray.adapters.ray import head as ray_head
+from aegis_ray.adapters.redis_server import EmbeddedRedis
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer, ensure_search_attributes
 from aegis_ray.core.models.node import NodeConfig
 from aegis_ray.core.ray_mapping import ray_start_args
 from aegis_ray.node.local_config import default_node_config
 from aegis_ray.node.services import (
+    GcsStore,
     ServiceConfigError,
     external_database_url,
     external_openbao,
+    gcs_store,
     head_settings,
 )
 from aegis_ray.settings import Settings
@@ -71,8 +75,13 @@ class UpState:
     openbao: dict[str, Any] = field(default_factory=dict)
     # The CA local clients verify the API with (the NodeConfig's spec.api.tls), or "".
     ca_file: str = ""
-    # ray / postgres / temporal / prometheus / openbao / grpc_tls (the TLS front of Serve's
-    # gRPC proxy)
+    # Where the head keeps Ray's state: memory / embedded (Redis under AEGIS_HOME) / external.
+    gcs_store: str = "memory"
+    gcs_namespace: str = ""  # this head's key prefix in Redis (RAY_external_storage_namespace)
+    redis_address: str = ""
+    redis_password_file: str = ""  # an external Redis's (`down` removes this head's keys)
+    # ray / postgres / temporal / prometheus / openbao / redis / gcs_supervisor / grpc_tls (the
+    # TLS front of Serve's gRPC proxy)
     started: dict[str, bool] = field(default_factory=dict)
     # Ports an iptables rule of ours keeps to loopback (Serve's gRPC proxy binds every address).
     loopback_ports: list[int] = field(default_factory=list)
@@ -140,10 +149,11 @@ def up(
     `monitoring` also starts Prometheus (adapters/prometheus.py) and points the Ray
     dashboard's metrics pages at it."""
     settings = head_settings(settings, node)
-    # All three refuse before anything starts.
+    # They refuse before anything starts.
     external_database = external_database_url(settings)
     external_secrets = external_openbao(settings, node)
     _check_tls(settings)
+    store = gcs_store(settings)
     home = settings.home
     private_umask()  # logs, temporal.db... of the daemons started below: 0600
     make_private_home(home, HOME_ENTRIES)
@@ -183,7 +193,7 @@ def up(
     state.openbao = asdict(external_secrets)
     state.save(settings.state_path)
 
-    _ray(settings, node, state, say, ray_args)
+    _ray(settings, node, state, say, ray_args, store)
     state.save(settings.state_path)
 
     say("admin token" + (" and join secret" if join_secret else ""))
@@ -228,13 +238,20 @@ def start_node_agent() -> None:
 
 
 def _ray(
-    settings: Settings, node: NodeConfig | None, state: UpState, say: Say, ray_args: Sequence[str]
+    settings: Settings,
+    node: NodeConfig | None,
+    state: UpState,
+    say: Say,
+    ray_args: Sequence[str],
+    store: GcsStore,
 ) -> None:
     if state.started.get("ray") and ray_head.session_pids(state.ray_session):
         say(f"Ray head already running at {state.ray_address}")
         auth = state.auth
+        _ensure_gcs_supervisor(settings, state, say)
     elif settings.ray_address or (settings.ray_attach and ray_head.running_local_cluster()):
         address = settings.ray_address or ray_head.running_local_cluster() or ""
+        _refuse_gcs_store_when_attaching(settings, node)
         say(f"attaching to the running Ray cluster at {address}")
         auth = ray_head.auth_for_existing_cluster(settings.home)
         state.ray_address = address
@@ -244,6 +261,7 @@ def _ray(
         state.node_id = cfg.spec.node.id
         say(f"Ray head (hybrid node {cfg.spec.node.id})")
         auth = ray_head.new_token_auth(settings.ray_token_path)
+        store_args = _gcs_store_args(settings, state, store, say)
 
         def record(session: int) -> None:
             # Before Ray is up: stopped now (Ctrl-C, SIGTERM), `down` still knows what to stop.
@@ -262,9 +280,12 @@ def _ray(
             monitor=settings.ray_monitor,
             env=serve_proxy_env(settings),
             started=record,
+            store=store_args,
         )
         state.started["ray"] = True
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
+        state.save(settings.state_path)
+        _ensure_gcs_supervisor(settings, state, say)
     state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
     state.save(settings.state_path)
     ray_head.connect(state.ray_address, auth, purpose="aegis up")
@@ -490,6 +511,11 @@ def down(settings: Settings, say: Say) -> list[str]:
         say("Prometheus")
         prometheus(settings, state).stop()
         stopped.append("prometheus")
+    if state.started.get("gcs_supervisor"):
+        # First, so that it does not restart the GCS that stopping the head stops.
+        say("GCS supervisor")
+        _stop_gcs_supervisor(settings)
+        stopped.append("gcs supervisor")
     if state.started.get("ray") and state.ray_session:
         say("Ray head")
         ray_head.stop_session(state.ray_session)
@@ -501,6 +527,7 @@ def down(settings: Settings, say: Say) -> list[str]:
             stopped.append("serve app")
         except Exception as err:  # the cluster may be gone already: nothing left to remove
             say(f"(control plane not removed: {err})")
+    stopped += _drop_gcs_store(settings, state, say)
     if state.started.get("openbao"):
         say("OpenBao")
         openbao(settings).stop()
@@ -549,6 +576,149 @@ def _remove_control_plane(state: UpState) -> None:
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor["namespace"] == RAY_NAMESPACE and actor["name"].startswith(prefix):
             ray.kill(ray.get_actor(actor["name"], namespace=RAY_NAMESPACE), no_restart=True)
+
+
+# ---------------------------------------------------------------- GCS fault tolerance
+# The head's state in Redis, and a supervisor that restarts a GCS that died (issue 14).
+
+
+def redis(settings: Settings) -> EmbeddedRedis:
+    """The embedded Redis that keeps the head's state (AEGIS_GCS_REDIS_PORT, default
+    ray_port + 1; spec.gcs.bind, default loopback)."""
+    return EmbeddedRedis(
+        settings.home / "redis", port=settings.redis_port, bind=settings.gcs_redis_bind
+    )
+
+
+def gcs_supervisor_dir(settings: Settings) -> Path:
+    """The supervisor's pidfile, log and record (record.json: the GCS pid now, each restart)."""
+    return settings.home / "gcs-supervisor"
+
+
+def _gcs_store_args(
+    settings: Settings, state: UpState, store: GcsStore, say: Say
+) -> ray_head.GcsStoreArgs | None:
+    """Get the chosen store ready for a new head (start the embedded Redis); None: memory."""
+    state.gcs_store = store.kind
+    if store.kind == "memory":
+        return None
+    # A new head is a new cluster: a key prefix of its own, so it loads nothing of an earlier one.
+    state.gcs_namespace = "aegis_" + secrets.token_hex(8)
+    if store.kind == "embedded":
+        server = redis(settings)
+        state.started["redis"] = True  # recorded first: `down` stops a half-started one
+        state.save(settings.state_path)
+        if server.pid() is None:
+            server.wipe()  # what an earlier head left: nothing will read it
+        say(f"Redis for the Ray head's state ({server.address})")
+        state.redis_address = server.start()
+        password = server.password()
+    else:
+        state.redis_address = store.redis_address
+        state.redis_password_file = str(settings.gcs_redis_password_file or "")
+        password = store.password
+    state.save(settings.state_path)
+    return ray_head.GcsStoreArgs(
+        redis_address=state.redis_address,
+        password=password,
+        namespace=state.gcs_namespace,
+        reconnect_timeout_s=settings.gcs_reconnect_timeout_s,
+    )
+
+
+def _ensure_gcs_supervisor(settings: Settings, state: UpState, say: Say) -> None:
+    """Start the GCS supervisor for a head we started with its state in Redis, unless it runs.
+    (With the state in memory a restarted GCS would find an empty cluster: no supervisor.)"""
+    if state.gcs_store == "memory" or not state.started.get("ray"):
+        return
+    from aegis_ray.adapters.ray.gcs_supervisor import Record
+
+    folder = gcs_supervisor_dir(settings)
+    pid_path, record_path = folder / "supervisor.pid", folder / "record.json"
+    if read_pid(pid_path) is not None:
+        return
+    cmd = [
+        sys.executable, "-m", "aegis_ray.adapters.ray.gcs_supervisor",
+        "--gcs-port", str(settings.ray_port),
+        "--ray-session", str(state.ray_session),
+        "--record", str(record_path),
+    ]  # fmt: skip
+    if state.started.get("redis"):
+        server = redis(settings)
+        cmd += ["--redis-dir", str(server.data_dir), "--redis-port", str(server.port)]
+        cmd += ["--redis-bind", server.bind]
+    record_path.unlink(missing_ok=True)
+    state.started["gcs_supervisor"] = True
+    state.save(settings.state_path)
+    say("GCS supervisor (restarts the Ray head's GCS should it die)")
+    pid = spawn_detached(cmd, log_path=folder / "supervisor.log", pid_path=pid_path)
+    deadline = time.monotonic() + 60
+    while (record := Record.load(record_path)) is None or record.supervisor_pid != pid:
+        if read_pid(pid_path) is None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"the GCS supervisor did not find the head's GCS; log {folder / 'supervisor.log'}"
+            )
+        time.sleep(0.2)
+
+
+def _stop_gcs_supervisor(settings: Settings) -> None:
+    stop_pid(gcs_supervisor_dir(settings) / "supervisor.pid")
+
+
+def _drop_gcs_store(settings: Settings, state: UpState, say: Say) -> list[str]:
+    """After the head stopped: a GCS the supervisor restarted (not in the head's session), and
+    the head's state (the embedded Redis with its data, or this head's keys in an external one)."""
+    from aegis_ray.adapters.ray.gcs_supervisor import Record
+
+    stopped: list[str] = []
+    record = Record.load(gcs_supervisor_dir(settings) / "record.json")
+    if record is not None:
+        # What is left of the supervisor's session: a GCS it restarted. A GCS may hang in its
+        # SIGTERM shutdown once its raylets are gone: SIGKILL after a short grace.
+        ray_head.stop_session(record.supervisor_pid, grace_s=2.0)
+    if state.started.get("redis"):
+        say("Redis (the Ray head's state)")
+        server = redis(settings)
+        server.stop()
+        server.wipe()
+        stopped.append("redis")
+    elif state.gcs_store == "external" and state.gcs_namespace:
+        say(f"this head's state in {state.redis_address}")
+        try:
+            _forget_external_state(state)
+        except Exception as err:  # Redis unreachable: its keys stay, under their own prefix
+            say(f"(keys {state.gcs_namespace}* not removed: {err})")
+    return stopped
+
+
+def _forget_external_state(state: UpState) -> None:
+    from urllib.parse import urlsplit
+
+    from ray._private.gcs_utils import cleanup_redis_storage  # private: Ray is pinned
+
+    from aegis_ray.adapters.files import read_private
+
+    address = state.redis_address
+    tls = address.startswith("rediss://")
+    host, _, port = (urlsplit(address).netloc if tls else address).rpartition(":")
+    password = ""
+    if state.redis_password_file:
+        password = read_private(Path(state.redis_password_file), what="the Redis password file")
+    cleanup_redis_storage(host, int(port), password, tls, state.gcs_namespace)
+
+
+def _refuse_gcs_store_when_attaching(settings: Settings, node: NodeConfig | None) -> None:
+    """Config accepted must be used: attached to a head started elsewhere, aegis starts no GCS,
+    so a GCS store chosen here would do nothing."""
+    chosen = sorted(f for f in settings.model_fields_set if f.startswith("gcs_redis_"))
+    if "gcs_store" in settings.model_fields_set:
+        chosen.insert(0, "gcs_store")
+    if chosen or (node is not None and node.spec.gcs is not None):
+        names = ", ".join(f"AEGIS_{f.upper()}" for f in chosen) or "spec.gcs"
+        raise ServiceConfigError(
+            f"{names}: aegis attaches to a Ray head started elsewhere, whose state is kept where "
+            "that head was told (RAY_REDIS_ADDRESS when it started); remove it"
+        )
 
 
 # ---------------------------------------------------------------- edge nodes
@@ -658,6 +828,7 @@ def join_edge(
         extra_args=ray_args,
         log_path=settings.logs_dir / f"ray-{node_id}.log",
         started=record,
+        gcs_reconnect_timeout_s=settings.gcs_reconnect_timeout_s,
     )
     state = EdgeState(node_id, api_url, ray_info["address"], session, auth.mode)
     state.save(settings)

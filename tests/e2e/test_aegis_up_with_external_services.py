@@ -127,7 +127,9 @@ def test_aegis_up_uses_the_external_services_of_its_node_config(external: Extern
     up = stack.aegis("up", "--config", str(external.config), timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
     state = UpState.load(stack.home / "up.json")
-    assert state is not None and state.started == {"ray": True}
+    # The Ray head with what keeps its state: an embedded Redis, as the config names no other.
+    assert state is not None
+    assert state.started == {"ray": True, "redis": True, "gcs_supervisor": True}
     assert state.temporal_address == external.temporal.address
     assert state.database_url == external.postgres.dsn  # its password read from the 0600 file
     # Nothing embedded: no data folders, nothing on the embedded services' ports.
@@ -152,7 +154,8 @@ def test_aegis_up_uses_the_external_services_of_its_node_config(external: Extern
 
     down = stack.aegis("down", timeout=300)
     assert down.returncode == 0, down.stderr
-    assert down.stdout.split("stopped:")[1].split() == ["ray"]
+    # The Ray head, and what keeps its state (the embedded Redis and the GCS supervisor).
+    assert _stopped(down.stdout) == ["gcs supervisor", "ray", "redis"]
     assert external.postgres.is_running() and external.temporal.is_running()
 
 
@@ -190,7 +193,8 @@ def test_secrets_go_to_the_external_openbao_through_the_approle(external: Extern
     assert not any("external-value-1234" in ln for ln in lines)
 
     down = stack.aegis("down", timeout=300)
-    assert down.stdout.split("stopped:")[1].split() == ["ray"]
+    # The Ray head, and what keeps its state (the embedded Redis and the GCS supervisor).
+    assert _stopped(down.stdout) == ["gcs supervisor", "ray", "redis"]
     assert external.openbao.is_running()
 
 
@@ -212,3 +216,7 @@ def _workflows(address: str) -> list[dict]:
     )  # fmt: skip
     items: list[dict] = json.loads(done.stdout or "[]")
     return items
+
+
+def _stopped(cli_output: str) -> list[str]:
+    return [s.strip() for s in cli_output.split("stopped:")[1].split(",")]

@@ -59,6 +59,7 @@ HEAD_ENV = {
     "AEGIS_TEMPORAL_PORT": "31233",
     "AEGIS_TEMPORAL_UI_PORT": "31234",
     "AEGIS_OPENBAO_PORT": "31200",  # and 31201
+    "AEGIS_GCS_REDIS_PORT": "31390",  # the head's Redis (default AEGIS_RAY_PORT + 1 is taken)
     "AUTOSCALER_METRIC_PORT": "31387",  # Ray's head autoscaler (default 44217, another head's)
     "AEGIS_RAY_ARGS": " ".join(
         [

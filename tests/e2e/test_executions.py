@@ -246,6 +246,8 @@ def test_status_reports_every_service(stack: Stack) -> None:
         "temporal": True,
         "openbao": True,
         "ray": True,
+        "redis": True,
+        "gcs_supervisor": True,
     }
     assert ":***@" in report["up"]["database_url"]  # the database password is never printed
     assert len(report["nodes"]) == 1 and report["nodes"][0]["role"] == "hybrid"

@@ -1,5 +1,7 @@
 """Reading Ray's node table into placement facts (the Ray adapter's pure half)."""
 
+import pytest
+
 from aegis_ray.adapters.ray.cluster_state import ClusterView, facts_from_ray_node
 from aegis_ray.core.naming import (
     CPU,
@@ -68,3 +70,37 @@ def test_implicit_head_bundle_drops_what_a_hand_started_head_cannot_carry() -> N
     out = ClusterView(nodes=[], implicit_head=True).bundle_for(bundle)
     assert out == {CPU: 1.0, MEMORY: float(GiB), GPU: 1.0, "node:__internal_head__": 0.001}
     assert ClusterView(nodes=[], implicit_head=False).bundle_for(bundle) == bundle
+
+
+def test_a_node_table_ray_does_not_give_falls_back_to_the_last_one_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GCS restarting: readers get the last view after a short wait, one read runs at a time."""
+    import asyncio
+    import threading
+
+    from aegis_ray.adapters.ray import cluster_state
+
+    fresh = ClusterView(nodes=[], implicit_head=False)
+    stale = ClusterView(nodes=[], implicit_head=True)
+    gcs_back = threading.Event()
+    reads: list[int] = []
+
+    def read() -> ClusterView:
+        reads.append(1)
+        assert gcs_back.wait(10)
+        return fresh
+
+    monkeypatch.setattr(cluster_state, "cluster_view", read)
+    monkeypatch.setattr(cluster_state, "RAY_VIEW_WAIT_S", 0.2)
+    monkeypatch.setattr(cluster_state, "_last_ray", stale)
+    monkeypatch.setattr(cluster_state, "_reading", None)
+
+    async def two_readers() -> list[ClusterView]:
+        return list(await asyncio.gather(cluster_state._ray_view(), cluster_state._ray_view()))
+
+    assert asyncio.run(two_readers()) == [stale, stale]
+    assert len(reads) == 1  # the second reader shared the first one's unanswered read
+    gcs_back.set()
+    assert asyncio.run(cluster_state._ray_view()) is fresh
+    assert cluster_state._last_ray is fresh

@@ -2,7 +2,6 @@
 the embedded defaults; and the settings read from the environment in one place."""
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +34,6 @@ HEAD: dict[str, Any] = {
         "api": {"bind": "0.0.0.0", "rest_port": 9080, "grpc_port": 9051},
     },
 }
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
-    """An environment with no AEGIS_* variable but AEGIS_HOME (a fresh folder)."""
-    for key in list(os.environ):
-        if key.startswith("AEGIS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("AEGIS_HOME", str(tmp_path / "home"))
-    return monkeypatch
 
 
 def test_the_node_config_names_the_external_services_and_the_api(env: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,9 @@ the placement facts, with the units and rounding of the dimension table.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -126,7 +128,6 @@ async def live_cluster(node_store: Any, *, max_age_s: float = 0.0) -> ClusterVie
 
     `max_age_s` > 0 accepts a view this process read at most that long ago.
     """
-    import asyncio
     import time
     from datetime import UTC, datetime
 
@@ -135,8 +136,49 @@ async def live_cluster(node_store: Any, *, max_age_s: float = 0.0) -> ClusterVie
     global _last
     if max_age_s > 0 and _last is not None and time.monotonic() - _last[0] <= max_age_s:
         return _last[1]
-    view = await asyncio.to_thread(cluster_view)
+    view = await _ray_view()
     records = await node_store.list()
     merged = replace(view, nodes=merge(view.nodes, records, now=datetime.now(UTC)))
     _last = (time.monotonic(), merged)
     return merged
+
+
+# How long a reader waits for Ray's node table before it takes the last one read instead: the GCS
+# may be restarting (GCS fault tolerance), and neither a submission's feasibility check nor a
+# node listing needs a fresher view than a few seconds' old one.
+RAY_VIEW_WAIT_S = 5.0
+# One read of Ray's node table at a time, shared by every reader in the process: while the GCS
+# does not answer, callers do not pile up blocked threads.
+_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-node-table")
+_reading: Future[ClusterView] | None = None
+_reading_lock = threading.Lock()
+_last_ray: ClusterView | None = None
+
+
+async def _ray_view() -> ClusterView:
+    """Ray's node table; the last one read if Ray does not answer within RAY_VIEW_WAIT_S (or
+    fails), so that the API and the reconciler ride through a GCS restart. Before any read has
+    succeeded there is nothing to fall back on: then this waits for Ray (or raises its error)."""
+    import asyncio
+    import logging
+
+    global _reading, _last_ray
+    with _reading_lock:
+        if _reading is None or _reading.done():
+            _reading = _reader.submit(cluster_view)
+        reading = _reading
+    fallback = _last_ray
+    try:
+        view = await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(reading)),
+            RAY_VIEW_WAIT_S if fallback is not None else None,
+        )
+    except Exception as err:  # TimeoutError, or Ray's own error once it gave up
+        if fallback is None:
+            raise
+        logging.getLogger(__name__).warning(
+            "Ray's node table unreadable (%r; the GCS may be restarting): using the last one", err
+        )
+        return fallback
+    _last_ray = view
+    return view

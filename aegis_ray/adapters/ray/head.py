@@ -106,10 +106,12 @@ def start_head(
     monitor: bool = True,
     env: Mapping[str, str] | None = None,
     started: Callable[[int], None] | None = None,
+    store: GcsStoreArgs | None = None,
 ) -> tuple[str, int]:
     """`ray start --head` with the node's resources and labels; `monitor` False leaves out the
     autoscaler's monitor (unless the cluster launcher autoscales); `env` is added to the
-    environment every process of the node inherits (e.g. Serve's proxy settings).
+    environment every process of the node inherits (e.g. Serve's proxy settings); `store` keeps
+    the GCS's state in Redis (GCS fault tolerance).
 
     Returns the GCS address and the id of the new Unix session that every process of this Ray
     node (GCS, raylet, dashboard, workers) inherits: `stop_session` stops exactly those, where
@@ -129,10 +131,12 @@ def start_head(
             *([] if autoscaled or monitor else ["--no-monitor"]),
             *args.cli_args(),
             *extra_args,  # e.g. the cluster launcher's --autoscaling-config
+            *(store.args() if store else []),
         ],
         auth=auth,
         log_path=log_path,
-        env=env,
+        env=dict(env or {}) | (store.env() if store else {}),
+        secret=store.password if store else None,
         started=started,
     )
     # Ray never advertises loopback as a node address: it picks this machine's own IP, and
@@ -148,15 +152,43 @@ def start_worker(
     extra_args: list[str],
     log_path: Path,
     started: Callable[[int], None] | None = None,
+    gcs_reconnect_timeout_s: int | None = None,
 ) -> int:
     """`ray start --address` for a worker node in a Unix session of its own; returns the session
-    id (see `start_head`, also for `started`)."""
+    id (see `start_head`, also for `started`). `gcs_reconnect_timeout_s`: how long its raylet
+    and workers wait for a GCS that went away (a head restarting) before they give up."""
     return _ray_start(
         [f"--address={address}", *args.cli_args(), *extra_args],
         auth=auth,
         log_path=log_path,
         started=started,
+        env=reconnect_env(gcs_reconnect_timeout_s),
     )
+
+
+def reconnect_env(timeout_s: int | None) -> dict[str, str]:
+    """Ray's setting for how long raylets, workers and drivers retry a GCS that is gone."""
+    return {} if timeout_s is None else {"RAY_gcs_rpc_server_reconnect_timeout_s": str(timeout_s)}
+
+
+@dataclass(frozen=True)
+class GcsStoreArgs:
+    """What `ray start --head` needs to keep the GCS's state in Redis (GCS fault tolerance)."""
+
+    redis_address: str  # host:port, or rediss://host:port for TLS
+    password: str  # "" for a Redis that asks for none
+    namespace: str  # this cluster's key prefix in Redis (one Redis may hold several clusters)
+    reconnect_timeout_s: int
+
+    def args(self) -> list[str]:
+        # Ray 2.60 has no --redis-address flag: the address is RAY_REDIS_ADDRESS (env below).
+        return ["--redis-password", self.password] if self.password else []
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RAY_REDIS_ADDRESS": self.redis_address,
+            "RAY_external_storage_namespace": self.namespace,
+        } | reconnect_env(self.reconnect_timeout_s)
 
 
 def _ray_start(
@@ -166,9 +198,11 @@ def _ray_start(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     started: Callable[[int], None] | None = None,
+    secret: str | None = None,
 ) -> int:
-    """Run `ray start ARGS` in a new Unix session with this auth mode; returns the session id
-    (also given to `started` once the session exists)."""
+    """Run `ray start ARGS` in a new Unix session with this auth mode and `env` added; returns
+    the session id (also given to `started` once the session exists). `secret` (a value among
+    ARGS) is not written to the log."""
     cmd = [
         ray_cli(), "start", f"--object-store-memory={OBJECT_STORE_BYTES}",
         "--disable-usage-stats",
@@ -178,14 +212,15 @@ def _ray_start(
         "--include-log-monitor=false",
         *args,
     ]  # fmt: skip
-    env = os.environ | dict(env or {}) | auth.env()
-    env.pop("RAY_AUTH_TOKEN", None)
+    full_env = os.environ | dict(env or {}) | auth.env()
+    full_env.pop("RAY_AUTH_TOKEN", None)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as out:
-        out.write("$ " + " ".join(cmd) + "\n")
+        shown = [("***" if secret and word == secret else word) for word in cmd]
+        out.write("$ " + " ".join(shown) + "\n")
         out.flush()
         proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
         if started is not None:
             started(proc.pid)

@@ -9,16 +9,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from aegis_ray.adapters.process import (
-    log_tail,
-    pid_alive,
     port_in_use,
     read_pid,
     spawn_detached,
     stop_pid,
+    wait_ready,
 )
 from aegis_ray.core.naming import SEARCH_ATTRIBUTES
 
@@ -123,23 +121,18 @@ class TemporalDevServer:
 
     def wait_ready(self, *, timeout: float) -> None:
         """Block until the server describes our namespace to a client."""
-        deadline = time.monotonic() + timeout
-        last = "no answer"
-        while time.monotonic() < deadline:
-            pid = self.pid()
-            if pid is None or not pid_alive(pid):
-                raise RuntimeError(
-                    f"Temporal dev server exited during startup; log {self.log_path}:\n"
-                    f"{log_tail(self.log_path)}"
-                )
-            if port_in_use(HOST, self.port):
-                ok, last = self._describe_namespace()
-                if ok:
-                    return
-            time.sleep(0.3)
-        raise TimeoutError(
-            f"Temporal dev server at {self.address} not ready after {timeout:.0f}s ({last}); "
-            f"log {self.log_path}:\n{log_tail(self.log_path)}"
+
+        def probe() -> tuple[bool, str]:
+            if not port_in_use(HOST, self.port):
+                return False, "no answer"
+            return self._describe_namespace()
+
+        wait_ready(
+            probe,
+            pid=self.pid,
+            timeout=timeout,
+            what=f"Temporal dev server at {self.address}",
+            log_path=self.log_path,
         )
 
     def _describe_namespace(self) -> tuple[bool, str]:

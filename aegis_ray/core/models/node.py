@@ -269,6 +269,20 @@ class TlsSection(StrictModel):
     ca_file: Annotated[str, Field(min_length=1)] | None = None
 
 
+class GcsSection(StrictModel):
+    """Where the Ray head keeps its cluster state (GCS fault tolerance).
+
+    ``redis`` (the default): in Redis, so that a restarted GCS finds the cluster as it was;
+    an embedded Redis under AEGIS_HOME unless ``redis_url`` names an external one.
+    ``memory``: Ray's own default, state lost with the GCS process (no supervisor either).
+    """
+
+    store: Literal["redis", "memory"] = "redis"
+    redis_url: str | None = None  # redis://host:port or rediss://host:port, no password
+    redis_password_file: str | None = None  # the external Redis's password, a 0600 file
+    bind: str = "127.0.0.1"  # the embedded Redis's listen address
+
+
 class ApiSection(StrictModel):
     bind: str = "127.0.0.1"
     rest_port: Port = 8080
@@ -284,6 +298,7 @@ class NodeSpec(StrictModel):
     database: DatabaseSection | None = None
     temporal: TemporalSection | None = None
     secrets: SecretsSection | None = None
+    gcs: GcsSection | None = None
     api: ApiSection = Field(default_factory=ApiSection)
 
     @model_validator(mode="after")
@@ -320,8 +335,8 @@ NOT_WIRED_YET = {
     "storage": "not wired yet: execution storage (SeaweedFS) arrives with its own step",
     "runtime.nfs_server_host": "not wired yet: NFS volume mounts are a later step",
 }
-# Read by the control plane, which edges do not run.
-HEAD_ONLY = ("database", "temporal", "secrets")
+# Read by the head (its control plane, its Ray state store), which edges do not run.
+HEAD_ONLY = ("database", "temporal", "secrets", "gcs")
 _HOST_PORT = re.compile(r"(\[[^]]+\]|[^:/\s]+):\d{1,5}")
 
 
@@ -355,6 +370,33 @@ def _service_problems(spec: NodeSpec) -> list[tuple[str, str, Any]]:
     if spec.temporal is not None and not _HOST_PORT.fullmatch(spec.temporal.address):
         why = "not a Temporal frontend address HOST:PORT like temporal.internal:7233"
         problems.append(("temporal.address", why, spec.temporal.address))
+    if spec.gcs is not None:
+        problems += gcs_problems(spec.gcs)
+    return problems
+
+
+def gcs_problems(gcs: GcsSection) -> list[tuple[str, str, Any]]:
+    unused = [k for k in ("redis_url", "redis_password_file") if getattr(gcs, k) is not None]
+    if "bind" in gcs.model_fields_set:
+        unused.append("bind")
+    if gcs.store == "memory":
+        why = "store: memory keeps the state in the GCS process and uses no Redis; remove it"
+        return [(f"gcs.{k}", why, None) for k in unused]
+    if gcs.redis_url is None:
+        why = "only an external Redis (gcs.redis_url) takes a password file; remove it"
+        return [("gcs.redis_password_file", why, None)] if gcs.redis_password_file else []
+    problems: list[tuple[str, str, Any]] = []
+    url = urlsplit(gcs.redis_url)
+    shown = None if "@" in url.netloc else gcs.redis_url  # never echo a password back
+    if url.scheme not in ("redis", "rediss") or not _HOST_PORT.fullmatch(url.netloc):
+        why = "not a Redis address like redis://redis.internal:6379 (rediss:// for TLS)"
+        problems.append(("gcs.redis_url", why, shown))
+    elif url.path not in ("", "/"):
+        why = "Ray keeps its state in database 0: remove the path"
+        problems.append(("gcs.redis_url", why, shown))
+    if "bind" in unused:
+        why = "the listen address of the embedded Redis; with gcs.redis_url none is started"
+        problems.append(("gcs.bind", f"{why}; remove it", None))
     return problems
 
 
