@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     # Request size limits, enforced by Serve's proxies before a body is read.
     max_body_bytes: int = Field(default=(1 << 20) + (64 << 10), ge=1024)
     grpc_max_message_bytes: int = Field(default=16 << 20, ge=1 << 20, le=(1 << 31) - 1)
+    # The reconciler's lease (one orchestrator sweeps): a new holder takes over this long after
+    # the last renewal, plus one round (5 s).
+    lease_ttl_s: float = Field(default=15.0, gt=0)
+    # Connections each orchestrator's control plane may hold (spec.database.pool_size wins
+    # over the default; the environment over both). Size it so that orchestrators x pool_size
+    # stays under PostgreSQL's max_connections.
+    database_pool_size: int = Field(default=10, ge=2, le=200)
     # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
     ray_args: str = ""
 

@@ -45,6 +45,10 @@ class ControlPlaneConfig:
     # is (a private file, or a variable of the replica's environment) travels here: these args
     # are kept in Ray's GCS.
     openbao: dict[str, Any] | None = None
+    # Connections this replica's pool may hold (each orchestrator runs one replica).
+    database_pool_size: int = 10
+    # The reconciler's lease time to live (see workflows/reconciler.py).
+    lease_ttl_s: float = 15.0
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ControlPlaneConfig:
@@ -69,7 +73,9 @@ class Connections:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await connect(self.config.database_url)
+                    self._pool = await connect(
+                        self.config.database_url, max_size=self.config.database_pool_size
+                    )
         return self._pool
 
     async def executions(self) -> ExecutionStore:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import serve
 
-from aegis_ray.adapters.ray.cluster_state import control_plane_resources
+from aegis_ray.adapters.ray.cluster_state import control_plane_resources, this_node_id
 from aegis_ray.api.auth import TokenCache
 from aegis_ray.api.context import Connections, ControlPlaneConfig
 from aegis_ray.api.control_plane import ControlPlane
@@ -45,6 +45,8 @@ class AegisAPI(GrpcMethods):
             await conns.temporal(),
             task_queue=c.task_queue,
             secrets=conns.secret_store,
+            node_id=this_node_id(),
+            lease_ttl_s=c.lease_ttl_s,
         )
         self.plane = ControlPlane(conns, TokenCache(), self.worker)
 
