@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     # over the default; the environment over both). Size it so that orchestrators x pool_size
     # stays under PostgreSQL's max_connections.
     database_pool_size: int = Field(default=10, ge=2, le=200)
+    # Orchestrators serving the API, one Serve replica each (spec.api.orchestrators).
+    orchestrators: int = Field(default=1, ge=1, le=3)
     # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
     ray_args: str = ""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -674,7 +675,12 @@ class ControlPlane(SecretOperations):
             "auth_mode": config.ray_auth_mode,
         }
         if with_token and config.ray_auth_mode == "token" and config.ray_token_path:
-            info["token"] = Path(config.ray_token_path).read_text().strip()
+            # The deployment names the first orchestrator's file; a replica on another
+            # orchestrator reads the token its own raylet was started with.
+            path = Path(config.ray_token_path)
+            if not path.exists() and os.environ.get("RAY_AUTH_TOKEN_PATH"):
+                path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+            info["token"] = path.read_text().strip()
         return info
 
     async def heartbeat(self, who: Caller, node_id: str) -> dict[str, Any]:

@@ -60,8 +60,13 @@ class AegisAPI(GrpcMethods):
         return app
 
 
-def build_app(args: dict[str, Any]) -> Any:
-    """Serve application builder (import path `aegis_ray.api.deployment:build_app`)."""
+def build_app(args: dict[str, Any], *, replicas: int = 1) -> Any:
+    """Serve application builder (import path `aegis_ray.api.deployment:build_app`).
+
+    `replicas`: one per orchestrator node (never two on one: a second would add no
+    availability, and the proxies follow the replicas)."""
     config = ControlPlaneConfig.from_args(args)
     options = {"num_cpus": 0, "resources": control_plane_resources(config.implicit_head)}
-    return AegisAPI.options(ray_actor_options=options).bind(args)
+    return AegisAPI.options(
+        ray_actor_options=options, num_replicas=replicas, max_replicas_per_node=1
+    ).bind(args)
