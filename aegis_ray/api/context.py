@@ -18,6 +18,7 @@ from aegis_ray.adapters.openbao.store import SecretStore
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.leases import LeaseStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.postgres.tokens import TokenStore
 from aegis_ray.core.naming import SEARCH_ATTRIBUTES, TASK_QUEUE
@@ -86,6 +87,9 @@ class Connections:
 
     async def nodes(self) -> NodeStore:
         return NodeStore(await self.pool())
+
+    async def leases(self) -> LeaseStore:
+        return LeaseStore(await self.pool())
 
     async def cluster_events(self) -> ClusterEventStore:
         return ClusterEventStore(await self.pool())

@@ -587,9 +587,11 @@ class ControlPlane(SecretOperations):
         placed = await (await self.conns.executions()).placed_per_node(
             tenant_id=_tenant_scope(who)
         )
+        held = await self._leases_by_node()
         items = [
             for_caller(
-                node_dict(n, records.get(n.node_id)) | {"executions": placed.get(n.node_id, 0)},
+                node_dict(n, records.get(n.node_id))
+                | {"executions": placed.get(n.node_id, 0), "leases": held.get(n.node_id, [])},
                 who,
             )
             for n in view.nodes
@@ -602,8 +604,17 @@ class ControlPlane(SecretOperations):
         record = await (await self.conns.nodes()).get(node_id)
         for n in view.nodes:
             if n.node_id == node_id:
-                return for_caller(node_dict(n, record), who)
+                held = await self._leases_by_node()
+                return for_caller(node_dict(n, record) | {"leases": held.get(node_id, [])}, who)
         raise not_found(f"node {node_id!r}")
+
+    async def _leases_by_node(self) -> dict[str, list[str]]:
+        """The singleton leases held now (unexpired), by the node of their holder."""
+        held: dict[str, list[str]] = {}
+        for lease in await (await self.conns.leases()).list():
+            if lease["held"]:
+                held.setdefault(lease["node_id"], []).append(lease["name"])
+        return held
 
     async def register(self, who: Caller, secret: str, identity: NodeIdentity) -> dict[str, Any]:
         """A node joining: record its identity, hand it what its raylet needs to join Ray.

@@ -49,6 +49,7 @@ class TemporalDevServer:
         port: int = 7233,
         ui_port: int = 8233,
         namespace: str = "default",
+        host: str = HOST,
     ) -> None:
         for field, value in (("port", port), ("ui_port", ui_port)):
             if not 1 <= value <= 65535:
@@ -61,17 +62,18 @@ class TemporalDevServer:
         self.port = port
         self.ui_port = ui_port
         self.namespace = namespace
+        self.host = host  # another address to serve on (a shared server, as in the HA test)
         self.db_path = self.data_dir / "temporal.db"
         self.log_path = self.data_dir / "temporal.log"
         self.pid_path = self.data_dir / "temporal.pid"
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def ui_url(self) -> str:
-        return f"http://{HOST}:{self.ui_port}"
+        return f"http://{self.host}:{self.ui_port}"
 
     def pid(self) -> int | None:
         return read_pid(self.pid_path)
@@ -82,7 +84,7 @@ class TemporalDevServer:
     def command(self) -> list[str]:
         cmd = [
             temporal_cli(), "server", "start-dev",
-            "--ip", HOST,
+            "--ip", self.host,
             "--port", str(self.port),
             "--ui-port", str(self.ui_port),
             "--db-filename", str(self.db_path),
@@ -99,9 +101,9 @@ class TemporalDevServer:
         """Start the server unless it already runs; wait until it answers; returns the address."""
         if not self.is_running():
             for what, port in (("gRPC", self.port), ("Web UI", self.ui_port)):
-                if port_in_use(HOST, port):
+                if port_in_use(self.host, port):
                     raise RuntimeError(
-                        f"cannot start Temporal: {what} port {HOST}:{port} is already in use by "
+                        f"cannot start Temporal: {what} port {self.host}:{port} is already in use by "
                         "another process; pick free ports with AEGIS_TEMPORAL_PORT / "
                         "AEGIS_TEMPORAL_UI_PORT or use an external server with "
                         "AEGIS_TEMPORAL_ADDRESS"
@@ -132,7 +134,7 @@ class TemporalDevServer:
                     f"Temporal dev server exited during startup; log {self.log_path}:\n"
                     f"{log_tail(self.log_path)}"
                 )
-            if port_in_use(HOST, self.port):
+            if port_in_use(self.host, self.port):
                 ok, last = self._describe_namespace()
                 if ok:
                     return
