@@ -88,10 +88,12 @@ class Ha:
     def api_url(self, name: str) -> str:
         return f"http://{NET.address(name)}:8080"
 
-    def aegis(self, name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def aegis(
+        self, name: str, *args: str, timeout: float = 300, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         """The real CLI, run on node `name` (in its namespace, with its AEGIS_HOME)."""
         return subprocess.run(
-            NET.command(name, [*AEGIS, *args]), env=self.env[name], cwd=REPO,
+            NET.command(name, [*AEGIS, *args]), env=self.env[name] | env, cwd=REPO,
             capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 
@@ -182,7 +184,9 @@ def ha() -> Iterator[Ha]:
         ha.configs[n].write_text(text)
     pg_home, temporal_home = root / "postgres", root / "temporal"
     ha.pg = EmbeddedPostgres(pg_home, port=5432, host=svc)
-    temporal = TemporalDevServer(temporal_home, port=7233, ui_port=8233, host=svc)
+    # Every interface of its namespace: the dev server's own services dial each other on
+    # 127.0.0.1 whatever --ip says.
+    temporal = TemporalDevServer(temporal_home, port=7233, ui_port=8233, host="0.0.0.0")
     started: list[str] = []
     NET.up()
     try:
@@ -191,7 +195,7 @@ def ha() -> Iterator[Ha]:
         _in_svc(
             "from pathlib import Path; from aegis_ray.adapters.temporal.dev_server import "
             f"TemporalDevServer as T; T(Path({str(temporal_home)!r}), port=7233, ui_port=8233, "
-            f"host={svc!r}).start()"
+            "host='0.0.0.0').start()"
         )
         password = ha.pg.password_path.read_text().strip()
         env["o1"]["AEGIS_DATABASE_PASSWORD"] = password
@@ -335,7 +339,10 @@ def test_aegis_nodes_shows_both_orchestrators_and_the_lease_holder(ha: Ha) -> No
     assert nodes[holder[0]]["leases"] == ["reconciler"]
     other = ({"orch-1", "orch-2"} - {holder[0]}).pop()
     assert nodes[other]["leases"] == []
-    table = ha.aegis("o2", "--api-url", ha.lb_url, "nodes")  # any node, through the balancer
+    # From any machine, through the balancer (an unreachable URL first: the CLI moves on).
+    dead = f"http://{NET.address('e1')}:8080"
+    table = ha.aegis("o2", "--api-url", dead, "--api-url", ha.lb_url, "nodes",
+                     AEGIS_API_TOKEN=ha.token)  # fmt: skip
     assert table.returncode == 0, table.stderr
     line = next(ln for ln in table.stdout.splitlines() if ln.startswith(holder[0]))
     assert "reconciler" in line, table.stdout
