@@ -65,7 +65,7 @@ def node_start(
         typer.Option(
             envvar="AEGIS_JOIN_TOKEN",
             hidden=True,
-            help="refused on the command line (`ps` shows it): AEGIS_JOIN_TOKEN only (edges and joining orchestrators)",
+            help="refused on the command line (`ps` shows it): AEGIS_JOIN_TOKEN only",
         ),
     ] = None,
     ray_arg: Annotated[

@@ -17,6 +17,7 @@ Figures (time to recover, executions in flight, lost, stuck, duplicated, orphane
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -121,8 +122,8 @@ class Ha:
 def _in_svc(code: str) -> None:
     """Run Python in the services' namespace (PostgreSQL and Temporal listen there)."""
     done = subprocess.run(
-        NET.command("svc", [sys.executable, "-c", code]), env=os.environ | {"PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=240,
+        NET.command("svc", [sys.executable, "-c", code]),
+        env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -272,10 +273,8 @@ def _wait_all(c: Client, ids: list[str], states: set[str], timeout: float) -> di
     while True:
         for i in ids:
             if recs.get(i, {}).get("state") not in states:
-                try:
+                with contextlib.suppress(ApiError, ApiUnreachable):  # asked again next round
                     recs[i] = c.get(i).to_json()
-                except (ApiError, ApiUnreachable):
-                    pass  # asked again next round
         if all(recs.get(i, {}).get("state") in states for i in ids):
             return recs
         if time.monotonic() > deadline:
@@ -355,7 +354,46 @@ def test_aegis_nodes_shows_both_orchestrators_and_the_lease_holder(ha: Ha) -> No
         httpx.get(f"http://{NET.address('e1')}:8080/health", timeout=3)
 
 
+def _replica_pid(ha: Ha) -> int:
+    """The API replica on orchestrator 1 (its Temporal worker and reconciler run in it)."""
+    import psutil
+
+    from aegis_ray.node.stack import UpState
+
+    state = UpState.load(ha.homes["o1"] / "up.json")
+    assert state is not None
+    for pid in ray_head.session_pids(state.ray_session):
+        with contextlib.suppress(psutil.Error):
+            if "ServeReplica:aegis:AegisAPI" in " ".join(psutil.Process(pid).cmdline()):
+                return pid
+    raise AssertionError("no API replica on orchestrator 1")
+
+
+def _hand_lease_to_orchestrator_2(ha: Ha) -> float:
+    """Freeze orchestrator 1's replica (SIGSTOP) until orchestrator 2 takes the reconciler
+    lease, then let it go on as a stale holder; seconds the takeover took."""
+    before = ha.reconciler_holder()
+    assert before is not None
+    if before[0] == "orch-2":
+        return 0.0
+    pid = _replica_pid(ha)
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+        while (now := ha.reconciler_holder()) is None or now[0] != "orch-2":
+            assert time.monotonic() - t0 < LEASE_TTL_S + 30, f"lease still {now}"
+            time.sleep(0.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    took = time.monotonic() - t0
+    assert now[1] > before[1]  # a new fencing number: orchestrator 1's writes are refused
+    time.sleep(6)  # orchestrator 1 runs a round again: it sees the lease is not its own
+    assert ha.reconciler_holder() == now
+    return took
+
+
 def test_executions_survive_orchestrator_2_killed(ha: Ha) -> None:
+    handed_over = _hand_lease_to_orchestrator_2(ha)
     c = ha.client()
     ids = _submit(c, 10, "ha-kill", 20)
     running = _wait_all(c, ids, {"RUNNING"} | TERMINAL, 120)
@@ -384,14 +422,16 @@ def test_executions_survive_orchestrator_2_killed(ha: Ha) -> None:
     orphans = len(_containers("edge-1"))
     recovered = (poller.errors[-1][0] - killed_at) if poller.errors else 0.0
     _report("orchestrator 2 SIGKILLed", recs, ids, {
-        "reconciler_lease_before": holder[0] if holder else None,
-        "lease_takeover_s": round(takeover, 1) if takeover else None,
+        "lease_to_orch_2_after_orch_1_froze_s": round(handed_over, 1),
+        "reconciler_lease_before_kill": holder[0] if holder else None,
+        "lease_back_to_orch_1_after_kill_s": round(takeover, 1) if takeover else None,
         "client_reads_ok": poller.ok, "client_errors_retried": len(poller.errors),
         "worst_error_streak": poller.worst_streak, "clients_recovered_after_s": round(recovered, 1),
         "orphans": orphans,
     })  # fmt: skip
     assert [recs[i]["state"] for i in ids] == ["SUCCEEDED"] * len(ids), recs
     assert orphans == 0
+    assert takeover is not None  # orchestrator 2 held the lease: it moved
     assert poller.worst_streak <= 5, poller.errors  # at most a second of retried errors
     logs = [ln.line for ln in c.logs(ids[-1])]
     assert logs == ["start", "done"], logs  # no line lost or repeated

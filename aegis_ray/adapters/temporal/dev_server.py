@@ -103,8 +103,8 @@ class TemporalDevServer:
             for what, port in (("gRPC", self.port), ("Web UI", self.ui_port)):
                 if port_in_use(self.host, port):
                     raise RuntimeError(
-                        f"cannot start Temporal: {what} port {self.host}:{port} is already in use by "
-                        "another process; pick free ports with AEGIS_TEMPORAL_PORT / "
+                        f"cannot start Temporal: {what} port {self.host}:{port} is already in use "
+                        "by another process; pick free ports with AEGIS_TEMPORAL_PORT / "
                         "AEGIS_TEMPORAL_UI_PORT or use an external server with "
                         "AEGIS_TEMPORAL_ADDRESS"
                     )
