@@ -102,6 +102,7 @@ def node_start(
     edge = a Ray worker node that registers with the orchestrator named in its config;
     orchestrator with a join token = another orchestrator joining the running cluster."""
     from aegis_ray.cli.cluster import instance_config, ray_args_with_env, read_secret_file
+    from aegis_ray.node.services import ServiceConfigError
     from aegis_ray.node.stack import JoinRefused, join_edge
     from aegis_ray.node.stack import up as stack_up
 
@@ -169,6 +170,8 @@ def node_start(
             console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
     except JoinRefused as err:
         fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)
+    except ServiceConfigError as err:  # refused before anything started
+        fail(f"{config}: {err}", EXIT_BAD_INPUT)
     except (RuntimeError, TimeoutError, OSError) as err:
         fail(f"node start failed: {err}", EXIT_UNAVAILABLE)
 

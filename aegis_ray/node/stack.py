@@ -619,7 +619,7 @@ def join_edge(
         say(f"{kind} {node_id} already running")
         return existing
     if node.spec.runtime.orchestrator_url is None:
-        raise JoinRefused(
+        raise ServiceConfigError(
             f"spec.runtime.orchestrator_url: required to join ({kind} {node_id}): the API of a "
             "running orchestrator (or the load balancer), like http://orchestrator-1:8080"
         )
@@ -695,9 +695,13 @@ def _check_joining_orchestrator(node: NodeConfig) -> None:
     why = "set on the first orchestrator (its Serve deployment is the one every orchestrator runs)"
     for key, value in (("spec.database", spec.database), ("spec.temporal", spec.temporal)):
         if value is not None:
-            raise JoinRefused(f"{key}: {why}; remove it from a joining orchestrator's config")
+            raise ServiceConfigError(
+                f"{key}: {why}; remove it from a joining orchestrator's config"
+            )
     if spec.api != ApiSection():
-        raise JoinRefused(f"spec.api: {why}; remove it from a joining orchestrator's config")
+        raise ServiceConfigError(
+            f"spec.api: {why}; remove it from a joining orchestrator's config"
+        )
 
 
 def _register(

@@ -415,3 +415,49 @@ def test_orchestrator_counts_are_fixed_and_at_most_three(
 ) -> None:
     path = broken(tmp_path, _NO_MORE_ORCHESTRATORS, _orchestrators(low, high))
     assert_invalid(validate(path), path, fragment)
+
+
+def _start(tmp_path: Path, text: str, *args: str) -> Any:
+    path = tmp_path / "node.yaml"
+    path.write_text(text)
+    home = tmp_path / "home"
+    result = runner.invoke(
+        app, ["node", "start", "--config", str(path), *args], env={"AEGIS_HOME": str(home)}
+    )
+    assert not (home / "up.json").exists() and not (home / "nodes").exists()  # nothing started
+    return result
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ('  database:\n    url: "postgresql://aegis@db.internal:5432/aegis"', "  database:\n"
+         '    url: "postgresql://aegis@127.0.0.1:5432/aegis"', "loopback address (127.0.0.1"),
+        ('  temporal:\n    address: "temporal.internal:7233"\n', "", "Temporal; set spec.temporal"),
+        ('bind: "0.0.0.0"', 'bind: "127.0.0.1"', "spec.api.bind is 127.0.0.1"),
+    ],
+)  # fmt: skip
+def test_first_of_several_orchestrators_refuses_what_one_machine_only_reaches(
+    tmp_path: Path, old: str, new: str, fragment: str
+) -> None:
+    text = (CONFIGS / "nodes" / "orchestrator-ha.yaml").read_text()
+    assert text.count(old) == 1
+    result = _start(tmp_path, text.replace(old, new))
+    assert result.exit_code == 2, result.output
+    assert "spec.api.orchestrators is 2" in result.output and fragment in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('  database: {url: "postgresql://aegis@db.internal:5432/aegis"}\n', "spec.database"),
+        ("  api: {rest_port: 9090}\n", "spec.api"),
+    ],
+)
+def test_joining_orchestrator_names_no_services_or_ports_of_its_own(
+    tmp_path: Path, extra: str, key: str
+) -> None:
+    text = (CONFIGS / "nodes" / "orchestrator-2.yaml").read_text() + extra
+    result = _start(tmp_path, text, "--join-token", "x" * 20)
+    assert result.exit_code == 2, result.output
+    assert f"{key}: set on the first orchestrator" in result.output
