@@ -474,6 +474,16 @@ class CrossCheck:
                 "several orchestrators share one PostgreSQL: name it by an address every "
                 "orchestrator reaches (the embedded one serves the head only)",
             )
+        secrets = head.spec.secrets
+        if secrets is None or (urlsplit(str(secrets.address)).hostname or "").startswith(
+            ("127.", "localhost")
+        ):
+            self.fail(
+                head_where,
+                "spec.secrets.address",
+                "several orchestrators share one OpenBao: name it by an address every "
+                "orchestrator reaches (the embedded one serves the head only)",
+            )
         if temporal is None or temporal.address.startswith(loopback):
             self.fail(
                 head_where,

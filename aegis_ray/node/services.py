@@ -52,9 +52,12 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
 LOOPBACK = ("127.", "localhost", "::1")
 
 
-def check_ha(settings: Settings, external_database: str | None) -> None:
-    """Several orchestrators share one PostgreSQL and one Temporal and are reached by a load
-    balancer: refuse what only one machine could reach."""
+def check_ha(
+    settings: Settings, external_database: str | None, external_secrets: Any = None
+) -> None:
+    """Several orchestrators share one PostgreSQL, one Temporal and one OpenBao
+    (`external_secrets`: the OpenBaoAccess, None for the embedded one) and are reached by a
+    load balancer: refuse what only one machine could reach."""
     n = settings.orchestrators
     if n == 1:
         return
@@ -68,9 +71,16 @@ def check_ha(settings: Settings, external_database: str | None) -> None:
             f"{why} Temporal; set spec.temporal.address (or AEGIS_TEMPORAL_ADDRESS) to a "
             "shared server (the dev server `aegis up` starts serves its own machine only)"
         )
+    if external_secrets is None:
+        raise ServiceConfigError(
+            f"{why} OpenBao; set spec.secrets (or AEGIS_OPENBAO_ADDR) to a shared server (the "
+            "embedded one serves its own machine only)"
+        )
+    bao = str(external_secrets.address).split("://", 1)[-1]
     for what, address in (
         ("spec.database.url", external_database.rpartition("@")[2]),
         ("spec.temporal.address", settings.temporal_address),
+        ("spec.secrets.address", bao),
     ):
         if address.startswith(LOOPBACK):
             raise ServiceConfigError(f"{why} it, but {what} is a loopback address ({address})")

@@ -145,7 +145,7 @@ def up(
     external_database = external_database_url(settings)
     external_secrets = external_openbao(settings, node)
     _check_tls(settings)
-    check_ha(settings, external_database)
+    check_ha(settings, external_database, external_secrets)
     home = settings.home
     private_umask()  # logs, temporal.db... of the daemons started below: 0600
     make_private_home(home, HOME_ENTRIES)
@@ -693,7 +693,11 @@ def _check_joining_orchestrator(node: NodeConfig) -> None:
 
     spec = node.spec
     why = "set on the first orchestrator (its Serve deployment is the one every orchestrator runs)"
-    for key, value in (("spec.database", spec.database), ("spec.temporal", spec.temporal)):
+    for key, value in (
+        ("spec.database", spec.database),
+        ("spec.temporal", spec.temporal),
+        ("spec.secrets", spec.secrets),
+    ):
         if value is not None:
             raise ServiceConfigError(
                 f"{key}: {why}; remove it from a joining orchestrator's config"

@@ -2,7 +2,7 @@
 in a network namespace of its own with its own address (tests/e2e/netns.py), started with
 `aegis node start` as an operator would.
 
-    svc  10.214.14.5   PostgreSQL (embedded server, listening on its address) + Temporal
+    svc  10.214.14.5   PostgreSQL, Temporal, OpenBao (embedded servers listening on its address)
     lb   10.214.14.2   HAProxy with cluster_configs/lb/haproxy.cfg (8080 REST, 50051 gRPC)
     o1   10.214.14.11  first orchestrator: Ray head, API replica, Temporal worker
     o2   10.214.14.12  second orchestrator, joined with a join token
@@ -39,6 +39,7 @@ import pytest
 
 from aegis_ray import ApiError, ApiUnreachable, Client
 from aegis_ray.adapters.docker.container import LABEL_NODE
+from aegis_ray.adapters.openbao.server import EmbeddedOpenBao
 from aegis_ray.adapters.postgres.embedded import EmbeddedPostgres
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.adapters.temporal.dev_server import TemporalDevServer
@@ -169,6 +170,7 @@ def ha() -> Iterator[Ha]:
     configs = {
         "o1": _node_yaml("orch-1", "orchestrator", f"""\
             database: {{url: "postgresql://postgres@{svc}:5432/aegis", pool_size: 8}}
+            secrets: {{address: "http://{svc}:8200", approle: {{role_id: ROLE, secret_id_file: FILE}}}}
             temporal: {{address: "{svc}:7233"}}
             api: {{bind: 0.0.0.0, rest_port: 8080, grpc_port: 50051, orchestrators: 2}}
             """),
@@ -188,6 +190,7 @@ def ha() -> Iterator[Ha]:
     # Every interface of its namespace: the dev server's own services dial each other on
     # 127.0.0.1 whatever --ip says.
     temporal = TemporalDevServer(temporal_home, port=7233, ui_port=8233, host="0.0.0.0")
+    bao = EmbeddedOpenBao(root / "openbao", port=8200, host=svc)
     started: list[str] = []
     NET.up()
     try:
@@ -198,6 +201,13 @@ def ha() -> Iterator[Ha]:
             f"TemporalDevServer as T; T(Path({str(temporal_home)!r}), port=7233, ui_port=8233, "
             "host='0.0.0.0').start()"
         )
+        _in_svc(
+            "from pathlib import Path; from aegis_ray.adapters.openbao.server import "
+            f"EmbeddedOpenBao as B; B(Path({str(bao.data_dir)!r}), port=8200, host={svc!r}).start()"
+        )
+        access = bao.access()
+        text = ha.configs["o1"].read_text().replace("ROLE", access.role_id)
+        ha.configs["o1"].write_text(text.replace("FILE", str(access.secret_id_file)))
         password = ha.pg.password_path.read_text().strip()
         env["o1"]["AEGIS_DATABASE_PASSWORD"] = password
 
@@ -242,6 +252,7 @@ def ha() -> Iterator[Ha]:
         for n in reversed(started):
             ha.aegis(n, "node", "stop", "--config", str(ha.configs[n]), timeout=300)
         temporal.stop()
+        bao.stop()
         ha.pg.stop()
         _remove_containers("edge-1")
         NET.down()

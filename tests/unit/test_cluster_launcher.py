@@ -389,6 +389,7 @@ def test_more_orchestrators_need_replicas_and_shared_services(tmp_path: Path) ->
     assert_invalid(result, path, "node type orchestrator", "spec.api.orchestrators", "1, but")
     assert_invalid(result, path, "node type orchestrator", "spec.database.url", "PostgreSQL")
     assert_invalid(result, path, "node type orchestrator", "spec.temporal.address")
+    assert_invalid(result, path, "node type orchestrator", "spec.secrets.address", "OpenBao")
 
 
 def test_ha_layout_validates_with_its_first_orchestrators_config(tmp_path: Path) -> None:
@@ -421,9 +422,8 @@ def _start(tmp_path: Path, text: str, *args: str) -> Any:
     path = tmp_path / "node.yaml"
     path.write_text(text)
     home = tmp_path / "home"
-    result = runner.invoke(
-        app, ["node", "start", "--config", str(path), *args], env={"AEGIS_HOME": str(home)}
-    )
+    env = {"AEGIS_HOME": str(home), "AEGIS_OPENBAO_SECRET_ID": "x"}
+    result = runner.invoke(app, ["node", "start", "--config", str(path), *args], env=env)
     assert not (home / "up.json").exists() and not (home / "nodes").exists()  # nothing started
     return result
 
@@ -434,6 +434,8 @@ def _start(tmp_path: Path, text: str, *args: str) -> Any:
         ('  database:\n    url: "postgresql://aegis@db.internal:5432/aegis"', "  database:\n"
          '    url: "postgresql://aegis@127.0.0.1:5432/aegis"', "loopback address (127.0.0.1"),
         ('  temporal:\n    address: "temporal.internal:7233"\n', "", "Temporal; set spec.temporal"),
+        ('  secrets:\n    address: "https://openbao.internal:8200"\n    approle: {role_id: '
+         '"aegis-control-plane", secret_id_env: AEGIS_OPENBAO_SECRET_ID}\n', "", "OpenBao; set"),
         ('bind: "0.0.0.0"', 'bind: "127.0.0.1"', "spec.api.bind is 127.0.0.1"),
     ],
 )  # fmt: skip
