@@ -170,7 +170,9 @@ def ha() -> Iterator[Ha]:
     configs = {
         "o1": _node_yaml("orch-1", "orchestrator", f"""\
             database: {{url: "postgresql://postgres@{svc}:5432/aegis", pool_size: 8}}
-            secrets: {{address: "http://{svc}:8200", approle: {{role_id: ROLE, secret_id_file: FILE}}}}
+            secrets:
+              address: "http://{svc}:8200"
+              approle: {{role_id: ROLE, secret_id_file: FILE}}
             temporal: {{address: "{svc}:7233"}}
             api: {{bind: 0.0.0.0, rest_port: 8080, grpc_port: 50051, orchestrators: 2}}
             """),
