@@ -78,7 +78,6 @@ class Ha:
     env: dict[str, dict[str, str]]
     configs: dict[str, Path]
     token: str = ""
-    join_token: str = ""
     database_url: str = ""
     pg: EmbeddedPostgres | None = None
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
@@ -219,9 +218,12 @@ def ha() -> Iterator[Ha]:
                       f"--ray-arg=--node-ip-address={NET.address('o1')}", timeout=600)  # fmt: skip
         assert up.returncode == 0, up.stdout + up.stderr
         ha.token = (homes["o1"] / "admin.token").read_text().strip()
-        made = ha.aegis("o1", "token", "create", "--join")
-        assert made.returncode == 0, made.stdout + made.stderr
-        ha.join_token = made.stdout.strip()
+        tokens = {}
+        for n, node_id, kind in (("o2", "orch-2", "orchestrator"), ("e1", "edge-1", "edge")):
+            made = ha.aegis("o1", "token", "create", "--join", "--node-id", node_id,
+                            "--node-type", kind)  # fmt: skip
+            assert made.returncode == 0, made.stdout + made.stderr
+            tokens[n] = made.stdout.strip()
 
         lb_env = os.environ | {
             "AEGIS_LB_BIND": NET.address("lb"),
@@ -240,7 +242,7 @@ def ha() -> Iterator[Ha]:
         for n in ("o2", "e1"):
             started.append(n)
             done = ha.aegis(n, "node", "start", "--config", str(ha.configs[n]),
-                            "--join-token", ha.join_token,
+                            "--join-token", tokens[n],
                             f"--ray-arg=--node-ip-address={NET.address(n)}")  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
         _wait_http(ha.api_url("o2") + "/health", 240)
