@@ -73,6 +73,8 @@ def _global_options(
             envvar="AEGIS_CA_FILE",
             help="PEM CA that the API's TLS certificate is checked against "
             "(default: the context's, else `aegis up`'s)",
+        ),
+    ] = None,
     api_url: Annotated[
         list[str] | None,
         typer.Option(
@@ -91,7 +93,7 @@ def _global_options(
     """aegis: run containerized AI agents on a Ray cluster."""
     if api_url:  # read by the SDK's discovery, like AEGIS_API_URL (which it replaces)
         os.environ["AEGIS_API_URL"] = ",".join(api_url)
-        ctx.obj = Session(api=api, context=context, timeout=timeout, ca_file=ca_file)
+    ctx.obj = Session(api=api, context=context, timeout=timeout, ca_file=ca_file)
 
 
 app.add_typer(config.config_app, name="config")

@@ -242,8 +242,8 @@ def ha() -> Iterator[Ha]:
         for n in ("o2", "e1"):
             started.append(n)
             done = ha.aegis(n, "node", "start", "--config", str(ha.configs[n]),
-                            "--join-token", tokens[n],
-                            f"--ray-arg=--node-ip-address={NET.address(n)}")  # fmt: skip
+                            f"--ray-arg=--node-ip-address={NET.address(n)}",
+                            AEGIS_JOIN_TOKEN=tokens[n])  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
         _wait_http(ha.api_url("o2") + "/health", 240)
         _wait_http(ha.lb_url + "/health", 60)

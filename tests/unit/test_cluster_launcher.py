@@ -418,11 +418,11 @@ def test_orchestrator_counts_are_fixed_and_at_most_three(
     assert_invalid(validate(path), path, fragment)
 
 
-def _start(tmp_path: Path, text: str, *args: str) -> Any:
+def _start(tmp_path: Path, text: str, *args: str, **extra: str) -> Any:
     path = tmp_path / "node.yaml"
     path.write_text(text)
     home = tmp_path / "home"
-    env = {"AEGIS_HOME": str(home), "AEGIS_OPENBAO_SECRET_ID": "x"}
+    env = {"AEGIS_HOME": str(home), "AEGIS_OPENBAO_SECRET_ID": "x"} | extra
     result = runner.invoke(app, ["node", "start", "--config", str(path), *args], env=env)
     assert not (home / "up.json").exists() and not (home / "nodes").exists()  # nothing started
     return result
@@ -460,6 +460,6 @@ def test_joining_orchestrator_names_no_services_or_ports_of_its_own(
     tmp_path: Path, extra: str, key: str
 ) -> None:
     text = (CONFIGS / "nodes" / "orchestrator-2.yaml").read_text() + extra
-    result = _start(tmp_path, text, "--join-token", "x" * 20)
+    result = _start(tmp_path, text, AEGIS_JOIN_TOKEN="x" * 20)
     assert result.exit_code == 2, result.output
     assert f"{key}: set on the first orchestrator" in result.output
