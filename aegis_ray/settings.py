@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     # an execution's output beyond the quota is counted but not stored.
     log_line_max_bytes: int = Field(default=64 << 10, ge=256)
     log_max_bytes: int = Field(default=64 << 20, ge=1 << 10)
+    # The reconciler's lease (one orchestrator sweeps): a new holder takes over this long after
+    # the last renewal, plus one round (5 s).
+    lease_ttl_s: float = Field(default=15.0, gt=0)
+    # Connections each orchestrator's control plane may hold (spec.database.pool_size wins
+    # over the default; the environment over both). Size it so that orchestrators x pool_size
+    # stays under PostgreSQL's max_connections.
+    database_pool_size: int = Field(default=10, ge=2, le=200)
+    # Orchestrators serving the API, one Serve replica each (spec.api.orchestrators).
+    orchestrators: int = Field(default=1, ge=1, le=3)
     # Extra `ray start` arguments for `aegis node start` (shell words), after its --ray-arg.
     ray_args: str = ""
 

@@ -41,6 +41,13 @@ if command -v prometheus >/dev/null; then
 else
     apt_install --no-install-recommends prometheus
 fi
+# HAProxy: the load balancer in front of several orchestrators (cluster_configs/lb/haproxy.cfg),
+# started by the HA test itself, never as a service.
+if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then
+    say "haproxy installed"
+else
+    apt_install --no-install-recommends haproxy
+fi
 
 # 2. A running Docker engine.
 if docker info >/dev/null 2>&1; then

@@ -18,6 +18,7 @@ from aegis_ray.adapters.openbao.store import SecretStore
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.db import StoreUnavailable, connect
 from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.leases import LeaseStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.postgres.tokens import TokenStore
 from aegis_ray.core.naming import SEARCH_ATTRIBUTES, TASK_QUEUE
@@ -45,6 +46,10 @@ class ControlPlaneConfig:
     # is (a private file, or a variable of the replica's environment) travels here: these args
     # are kept in Ray's GCS.
     openbao: dict[str, Any] | None = None
+    # Connections this replica's pool may hold (each orchestrator runs one replica).
+    database_pool_size: int = 10
+    # The reconciler's lease time to live (see workflows/reconciler.py).
+    lease_ttl_s: float = 15.0
 
     @classmethod
     def from_args(cls, args: dict[str, Any]) -> ControlPlaneConfig:
@@ -69,7 +74,9 @@ class Connections:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await connect(self.config.database_url)
+                    self._pool = await connect(
+                        self.config.database_url, max_size=self.config.database_pool_size
+                    )
         return self._pool
 
     async def executions(self) -> ExecutionStore:
@@ -80,6 +87,9 @@ class Connections:
 
     async def nodes(self) -> NodeStore:
         return NodeStore(await self.pool())
+
+    async def leases(self) -> LeaseStore:
+        return LeaseStore(await self.pool())
 
     async def cluster_events(self) -> ClusterEventStore:
         return ClusterEventStore(await self.pool())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -586,9 +587,11 @@ class ControlPlane(SecretOperations):
         placed = await (await self.conns.executions()).placed_per_node(
             tenant_id=_tenant_scope(who)
         )
+        held = await self._leases_by_node()
         items = [
             for_caller(
-                node_dict(n, records.get(n.node_id)) | {"executions": placed.get(n.node_id, 0)},
+                node_dict(n, records.get(n.node_id))
+                | {"executions": placed.get(n.node_id, 0), "leases": held.get(n.node_id, [])},
                 who,
             )
             for n in view.nodes
@@ -601,8 +604,17 @@ class ControlPlane(SecretOperations):
         record = await (await self.conns.nodes()).get(node_id)
         for n in view.nodes:
             if n.node_id == node_id:
-                return for_caller(node_dict(n, record), who)
+                held = await self._leases_by_node()
+                return for_caller(node_dict(n, record) | {"leases": held.get(node_id, [])}, who)
         raise not_found(f"node {node_id!r}")
+
+    async def _leases_by_node(self) -> dict[str, list[str]]:
+        """The singleton leases held now (unexpired), by the node of their holder."""
+        held: dict[str, list[str]] = {}
+        for lease in await (await self.conns.leases()).list():
+            if lease["held"]:
+                held.setdefault(lease["node_id"], []).append(lease["name"])
+        return held
 
     async def register(self, who: Caller, secret: str, identity: NodeIdentity) -> dict[str, Any]:
         """A node joining: record its identity, hand it what its raylet needs to join Ray.
@@ -674,7 +686,12 @@ class ControlPlane(SecretOperations):
             "auth_mode": config.ray_auth_mode,
         }
         if with_token and config.ray_auth_mode == "token" and config.ray_token_path:
-            info["token"] = Path(config.ray_token_path).read_text().strip()
+            # The deployment names the first orchestrator's file; a replica on another
+            # orchestrator reads the token its own raylet was started with.
+            path = Path(config.ray_token_path)
+            if not path.exists() and os.environ.get("RAY_AUTH_TOKEN_PATH"):
+                path = Path(os.environ["RAY_AUTH_TOKEN_PATH"])
+            info["token"] = path.read_text().strip()
         return info
 
     async def heartbeat(self, who: Caller, node_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ray import serve
 
-from aegis_ray.adapters.ray.cluster_state import control_plane_resources
+from aegis_ray.adapters.ray.cluster_state import control_plane_resources, this_node_id
 from aegis_ray.api.auth import TokenCache
 from aegis_ray.api.context import Connections, ControlPlaneConfig
 from aegis_ray.api.control_plane import ControlPlane
@@ -45,6 +45,8 @@ class AegisAPI(GrpcMethods):
             await conns.temporal(),
             task_queue=c.task_queue,
             secrets=conns.secret_store,
+            node_id=this_node_id(),
+            lease_ttl_s=c.lease_ttl_s,
         )
         self.plane = ControlPlane(conns, TokenCache(), self.worker)
 
@@ -58,8 +60,13 @@ class AegisAPI(GrpcMethods):
         return app
 
 
-def build_app(args: dict[str, Any]) -> Any:
-    """Serve application builder (import path `aegis_ray.api.deployment:build_app`)."""
+def build_app(args: dict[str, Any], *, replicas: int = 1) -> Any:
+    """Serve application builder (import path `aegis_ray.api.deployment:build_app`).
+
+    `replicas`: one per orchestrator node (never two on one: a second would add no
+    availability, and the proxies follow the replicas)."""
     config = ControlPlaneConfig.from_args(args)
     options = {"num_cpus": 0, "resources": control_plane_resources(config.implicit_head)}
-    return AegisAPI.options(ray_actor_options=options).bind(args)
+    return AegisAPI.options(
+        ray_actor_options=options, num_replicas=replicas, max_replicas_per_node=1
+    ).bind(args)

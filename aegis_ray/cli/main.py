@@ -14,6 +14,7 @@ Exit codes: see session.py. Shell completion: `aegis --install-completion` (bash
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +75,14 @@ def _global_options(
             "(default: the context's, else `aegis up`'s)",
         ),
     ] = None,
+    api_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-url",
+            help="the REST API (repeatable, or comma-separated in AEGIS_API_URL): with several, "
+            "a request that cannot connect goes to the next",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -82,6 +91,8 @@ def _global_options(
     ] = False,
 ) -> None:
     """aegis: run containerized AI agents on a Ray cluster."""
+    if api_url:  # read by the SDK's discovery, like AEGIS_API_URL (which it replaces)
+        os.environ["AEGIS_API_URL"] = ",".join(api_url)
     ctx.obj = Session(api=api, context=context, timeout=timeout, ca_file=ca_file)
 
 

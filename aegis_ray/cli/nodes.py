@@ -54,6 +54,7 @@ def read_node_config(path: Path) -> Any:
         "aegis node start --config cluster_configs/nodes/orchestrator.yaml",
         "aegis node start --config edge-cpu.yaml --join-token-file join.token",
         "AEGIS_JOIN_TOKEN=$(cat join.token) aegis node start --config edge-cpu.yaml",
+        "AEGIS_JOIN_TOKEN=$(cat join.token) aegis node start --config orchestrator-2.yaml",
     ),
 )
 def node_start(
@@ -98,8 +99,10 @@ def node_start(
     ] = None,
 ) -> None:
     """Start this machine's node: orchestrator or hybrid = Ray head + control plane;
-    edge = a Ray worker node that registers with the orchestrator named in its config."""
+    edge = a Ray worker node that registers with the orchestrator named in its config;
+    orchestrator with a join token = another orchestrator joining the running cluster."""
     from aegis_ray.cli.cluster import instance_config, ray_args_with_env, read_secret_file
+    from aegis_ray.node.services import ServiceConfigError
     from aegis_ray.node.stack import JoinRefused, join_edge
     from aegis_ray.node.stack import up as stack_up
 
@@ -135,6 +138,8 @@ def node_start(
     from aegis_ray.node.stack import credential_path
 
     known = credential_path(settings, node.spec.node.id).exists()
+    # A second or third orchestrator joins the running cluster as an edge does.
+    joins = kind == "edge" or (kind == "orchestrator" and (join_token is not None or known))
     if kind == "edge" and not join_token and not known:
         fail(
             "an edge node needs a join token the first time: --join-token-file or "
@@ -150,9 +155,9 @@ def node_start(
             EXIT_BAD_INPUT,
         )
     try:
-        if kind == "edge":
+        if joins:
             state = join_edge(settings, node, join_token, say, ray_args=ray_arg or [])
-            console.print(f"[green]edge {state.node_id} joined[/] {state.ray_address}")
+            console.print(f"[green]{kind} {state.node_id} joined[/] {state.ray_address}")
         else:
             head = stack_up(
                 settings,
@@ -165,6 +170,8 @@ def node_start(
             console.print(f"[green]{kind} {node.spec.node.id} up[/]  API {head.api_url}")
     except JoinRefused as err:
         fail(str(err), EXIT_AUTH if "HTTP 401" in str(err) or "HTTP 403" in str(err) else 3)
+    except ServiceConfigError as err:  # refused before anything started
+        fail(f"{config}: {err}", EXIT_BAD_INPUT)
     except (RuntimeError, TimeoutError, OSError) as err:
         fail(f"node start failed: {err}", EXIT_UNAVAILABLE)
 
@@ -183,7 +190,10 @@ def node_stop(
 
     node = instance_config(read_node_config(config), config, node_id=node_id, orchestrator_url=None)
     settings = Settings()
-    if node.spec.node.type.value == "edge":
+    from aegis_ray.node.stack import EdgeState
+
+    # Edges, and orchestrators that joined a cluster (their state file says so).
+    if node.spec.node.type.value == "edge" or EdgeState.load(settings, node.spec.node.id):
         stopped = stop_edge(settings, node.spec.node.id)
         console.print("stopped" if stopped else "nothing was running")
         return

@@ -68,6 +68,7 @@ class CrossCheck:
         self._start_commands()
         if head is not None:
             self._ports(head)
+            self._orchestrators(head)
         self._join_secret()
 
     # -- helpers
@@ -197,12 +198,12 @@ class CrossCheck:
                 "",
                 "the head node type must run an orchestrator or hybrid NodeConfig (got edge)",
             )
-        if not is_head and role != NodeType.EDGE:
+        if not is_head and role == NodeType.HYBRID:
             self.fail(
                 where,
                 "",
-                f"a worker node type must run an edge NodeConfig (got {role}): `aegis node start` "
-                f"on a {role} starts a second Ray head",
+                f"a worker node type must run an edge or orchestrator NodeConfig (got {role}): "
+                f"`aegis node start` on a {role} starts a second Ray head",
             )
 
     def _resources(self, where: str, declared: dict[str, Any], cfg: NodeConfig, shown: str) -> None:
@@ -423,6 +424,73 @@ class CrossCheck:
                         f"does not open TCP {port} ({what}): the deployment document's "
                         "networking table needs it",
                     )
+
+    def _orchestrators(self, head: NodeConfig) -> None:
+        """HA: 1-3 orchestrators (the head and worker types running orchestrator NodeConfigs,
+        a fixed count each), as many API replicas as orchestrators, and services every one of
+        them reaches."""
+        types = self.prepared.get("available_node_types") or {}
+        joining = [w for w, cfg in self.workers if cfg.spec.node.type == NodeType.ORCHESTRATOR]
+        count = 1
+        for where in joining:
+            if not where.startswith("node type "):  # on-prem: one host each
+                count += 1
+                continue
+            spec = types.get(where.removeprefix("node type ")) or {}
+            low, high = int(spec.get("min_workers", 0)), int(spec.get("max_workers", 0))
+            if low != high:
+                self.fail(
+                    where,
+                    "min_workers",
+                    f"{low}, max_workers {high}: orchestrators are not autoscaled; give both "
+                    "the same count (each runs one API replica)",
+                )
+            count += high
+        head_where = f"node type {self.prepared.get('head_node_type')}"
+        if count > 3:
+            self.fail("", "available_node_types", f"{count} orchestrators: 1 to 3 are supported")
+        api = head.spec.api
+        if api.orchestrators != count:
+            self.fail(
+                head_where,
+                "spec.api.orchestrators",
+                f"{api.orchestrators}, but the cluster has {count} orchestrator(s) (the head and "
+                "its orchestrator worker types): one API replica each",
+            )
+        if count == 1:
+            return
+        self.summary.warnings.append(
+            f"{count} orchestrators: put a load balancer in front of their ports 8080 and 50051 "
+            "(cluster_configs/lb/haproxy.cfg, or a cloud load balancer with HTTP/2 to 50051)"
+        )
+        loopback = ("127.", "localhost", "::1")
+        db, temporal = head.spec.database, head.spec.temporal
+        if db is None or urlsplit(db.url).hostname in (None, "localhost", "::1") or (
+            urlsplit(db.url).hostname or ""
+        ).startswith("127."):
+            self.fail(
+                head_where,
+                "spec.database.url",
+                "several orchestrators share one PostgreSQL: name it by an address every "
+                "orchestrator reaches (the embedded one serves the head only)",
+            )
+        secrets = head.spec.secrets
+        if secrets is None or (urlsplit(str(secrets.address)).hostname or "").startswith(
+            ("127.", "localhost")
+        ):
+            self.fail(
+                head_where,
+                "spec.secrets.address",
+                "several orchestrators share one OpenBao: name it by an address every "
+                "orchestrator reaches (the embedded one serves the head only)",
+            )
+        if temporal is None or temporal.address.startswith(loopback):
+            self.fail(
+                head_where,
+                "spec.temporal.address",
+                "several orchestrators share one Temporal: name it by an address every "
+                "orchestrator reaches (the dev server serves the head only)",
+            )
 
     def _orchestrator_urls(self, rest_port: int) -> None:
         """Edges that call back to the orchestrator_url of their own NodeConfig."""

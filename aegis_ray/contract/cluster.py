@@ -44,6 +44,10 @@ class Node(Body):
         default=None,
         description="executions placed there (list); a non-admin token counts its own only",
     )
+    leases: list[str] = Field(
+        default_factory=list,
+        description="singleton leases the orchestrator holds (reconciler); admin tokens only",
+    )
 
 
 class NodePage(Body):

@@ -36,9 +36,11 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
         "api_host": spec.api.bind,
         "api_port": spec.api.rest_port,
         "grpc_port": spec.api.grpc_port,
+        "orchestrators": spec.api.orchestrators,
     }
     if spec.database is not None:
         chosen["database_url"] = spec.database.url
+        chosen["database_pool_size"] = spec.database.pool_size
     if spec.temporal is not None:
         chosen["temporal_address"] = spec.temporal.address
         chosen["temporal_namespace"] = spec.temporal.namespace
@@ -56,6 +58,48 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
             chosen["gcs_redis_bind"] = spec.gcs.bind
     unset = {k: v for k, v in chosen.items() if k not in settings.model_fields_set}
     return settings.model_copy(update=unset)
+
+
+LOOPBACK = ("127.", "localhost", "::1")
+
+
+def check_ha(
+    settings: Settings, external_database: str | None, external_secrets: Any = None
+) -> None:
+    """Several orchestrators share one PostgreSQL, one Temporal and one OpenBao
+    (`external_secrets`: the OpenBaoAccess, None for the embedded one) and are reached by a
+    load balancer: refuse what only one machine could reach."""
+    n = settings.orchestrators
+    if n == 1:
+        return
+    why = f"spec.api.orchestrators is {n}: every orchestrator must reach"
+    if external_database is None:
+        raise ServiceConfigError(
+            f"{why} PostgreSQL; set spec.database.url (or AEGIS_DATABASE_URL) to a shared server"
+        )
+    if settings.temporal_address is None:
+        raise ServiceConfigError(
+            f"{why} Temporal; set spec.temporal.address (or AEGIS_TEMPORAL_ADDRESS) to a "
+            "shared server (the dev server `aegis up` starts serves its own machine only)"
+        )
+    if external_secrets is None:
+        raise ServiceConfigError(
+            f"{why} OpenBao; set spec.secrets (or AEGIS_OPENBAO_ADDR) to a shared server (the "
+            "embedded one serves its own machine only)"
+        )
+    bao = str(external_secrets.address).split("://", 1)[-1]
+    for what, address in (
+        ("spec.database.url", external_database.rpartition("@")[2]),
+        ("spec.temporal.address", settings.temporal_address),
+        ("spec.secrets.address", bao),
+    ):
+        if address.startswith(LOOPBACK):
+            raise ServiceConfigError(f"{why} it, but {what} is a loopback address ({address})")
+    if settings.api_host.startswith(LOOPBACK):
+        raise ServiceConfigError(
+            f"spec.api.orchestrators is {n}: the load balancer must reach every orchestrator's "
+            f"API, but spec.api.bind is {settings.api_host}; bind 0.0.0.0"
+        )
 
 
 def external_database_url(settings: Settings) -> str | None:

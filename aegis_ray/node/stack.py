@@ -37,6 +37,7 @@ from aegis_ray.node.local_config import default_node_config
 from aegis_ray.node.services import (
     GcsStore,
     ServiceConfigError,
+    check_ha,
     external_database_url,
     external_openbao,
     gcs_store,
@@ -154,6 +155,7 @@ def up(
     external_secrets = external_openbao(settings, node)
     _check_tls(settings)
     store = gcs_store(settings)
+    check_ha(settings, external_database, external_secrets)
     home = settings.home
     private_umask()  # logs, temporal.db... of the daemons started below: 0600
     make_private_home(home, HOME_ENTRIES)
@@ -325,14 +327,22 @@ def control_plane_args(state: UpState, settings: Settings) -> dict[str, Any]:
         "ray_auth_mode": state.ray_auth_mode,
         "ray_token_path": state.ray_token_path,
         "openbao": state.openbao or None,
+        "database_pool_size": settings.database_pool_size,
+        "lease_ttl_s": settings.lease_ttl_s,
     }
 
 
 def deploy_control_plane(settings: Settings, state: UpState) -> None:
-    """Deploy the packaged Serve config's application with this node's addresses filled in."""
+    """Deploy the packaged Serve config's application with this node's addresses filled in.
+
+    One replica per orchestrator (`settings.orchestrators`, at most one per node): those whose
+    orchestrator has not joined yet wait for it, so the call does not wait for them (the
+    caller waits for /health instead). Proxies run on every node with a replica and on the
+    head (proxy_location EveryNode): on orchestrators only, never on edges."""
     import logging
 
     from ray import serve
+    from ray.serve.api import _run
 
     from aegis_ray.api.deployment import build_app
 
@@ -351,13 +361,13 @@ def deploy_control_plane(settings: Settings, state: UpState) -> None:
             "port": serve_grpc_port(settings),
             "grpc_servicer_functions": cfg["grpc_options"]["grpc_servicer_functions"],
         },
-        proxy_location=cfg.get("proxy_location", "HeadOnly"),
+        proxy_location=cfg.get("proxy_location", "EveryNode"),
     )
-    serve.run(
-        build_app(control_plane_args(state, settings)),
+    _run(
+        build_app(control_plane_args(state, settings), replicas=settings.orchestrators),
         name=SERVE_APP,
         route_prefix="/",
-        blocking=False,
+        _blocking=False,
     )
 
 
@@ -765,14 +775,26 @@ def join_edge(
     the node's own credential (kept 0600 under AEGIS_HOME/nodes/<id>/), the Ray address and,
     in token mode, the Ray token this raylet needs. Later registrations use the credential
     (and ask for the Ray token only if it was lost). A node without either learns nothing.
+    An orchestrator joins the same way (a second or third one): its raylet carries the
+    orchestrator resource, so Serve places one API replica (with its Temporal worker) and a
+    proxy on it; what that replica connects to is the first orchestrator's deployment's, so
+    the joining NodeConfig may not name services or API ports of its own.
     """
     node_id = node.spec.node.id
     private_umask()
     make_private_home(settings.home, HOME_ENTRIES)
+    kind = node.spec.node.type.value
     existing = EdgeState.load(settings, node_id)
     if existing and ray_head.session_pids(existing.ray_session):
-        say(f"edge {node_id} already running")
+        say(f"{kind} {node_id} already running")
         return existing
+    if node.spec.runtime.orchestrator_url is None:
+        raise ServiceConfigError(
+            f"spec.runtime.orchestrator_url: required to join ({kind} {node_id}): the API of a "
+            "running orchestrator (or the load balancer), like http://orchestrator-1:8080"
+        )
+    if kind == "orchestrator":
+        _check_joining_orchestrator(node)
     api_url = str(node.spec.runtime.orchestrator_url).rstrip("/")
     cred_file = credential_path(settings, node_id)
     token_path = settings.home / "nodes" / node_id / "ray_auth_token"
@@ -833,6 +855,28 @@ def join_edge(
     state = EdgeState(node_id, api_url, ray_info["address"], session, auth.mode)
     state.save(settings)
     return state
+
+
+def _check_joining_orchestrator(node: NodeConfig) -> None:
+    """A joining orchestrator serves the first one's deployment: config of its own for the
+    services or the API would be silently ignored, so it is refused."""
+    from aegis_ray.core.models.node import ApiSection
+
+    spec = node.spec
+    why = "set on the first orchestrator (its Serve deployment is the one every orchestrator runs)"
+    for key, value in (
+        ("spec.database", spec.database),
+        ("spec.temporal", spec.temporal),
+        ("spec.secrets", spec.secrets),
+    ):
+        if value is not None:
+            raise ServiceConfigError(
+                f"{key}: {why}; remove it from a joining orchestrator's config"
+            )
+    if spec.api != ApiSection():
+        raise ServiceConfigError(
+            f"spec.api: {why}; remove it from a joining orchestrator's config"
+        )
 
 
 def _register(

@@ -114,7 +114,7 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "ray_node_id", "role", "status", "tags", "total", "free", "registered", "region", "version", "address", "last_heartbeat", "executions")
+    __slots__ = ("node_id", "ray_node_id", "role", "status", "tags", "total", "free", "registered", "region", "version", "address", "last_heartbeat", "executions", "leases")
     class TotalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,7 @@ class Node(_message.Message):
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     ray_node_id: str
     role: str
@@ -155,7 +156,8 @@ class Node(_message.Message):
     address: str
     last_heartbeat: _timestamp_pb2.Timestamp
     executions: int
-    def __init__(self, node_id: _Optional[str] = ..., ray_node_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., total: _Optional[_Mapping[str, int]] = ..., free: _Optional[_Mapping[str, int]] = ..., registered: _Optional[bool] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[int] = ...) -> None: ...
+    leases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., ray_node_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., total: _Optional[_Mapping[str, int]] = ..., free: _Optional[_Mapping[str, int]] = ..., registered: _Optional[bool] = ..., region: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., executions: _Optional[int] = ..., leases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

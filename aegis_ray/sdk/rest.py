@@ -112,20 +112,40 @@ def verify(ca_file: str | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
+# Errors raised before a request reached any server: safe to send it to another one.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def api_urls(base_url: str) -> list[str]:
+    """One API URL, or several separated by commas (orchestrators, or balancers)."""
+    urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+    if not urls:
+        raise ValueError(f"no API URL in {base_url!r}")
+    return urls
+
+
 class _Http:
-    """What both REST transports hold: where they send and the token they send."""
+    """What both REST transports hold: where they send and the token they send.
+
+    With several URLs, a request that could not connect goes to the next one (in order,
+    starting from the one that answered last); a request that reached a server is never sent
+    twice. `ApiUnreachable` only when none could be reached."""
 
     def __init__(
         self, base_url: str, token: str | None, timeout: float, kind: type, ca_file: str | None
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.target = base_url.rstrip("/")
-        self.http = kind(
-            base_url=self.target, headers=headers, timeout=timeout, verify=verify(ca_file)
-        )
+        self.targets = api_urls(base_url)
+        self.target = self.targets[0]
+        self.http = kind(headers=headers, timeout=timeout, verify=verify(ca_file))
+
+    def _order(self) -> list[str]:
+        i = self.targets.index(self.target)
+        return self.targets[i:] + self.targets[:i]
 
     def _unreachable(self, err: Exception) -> ApiUnreachable:
-        return ApiUnreachable(f"aegis API not reachable at {self.target}: {err}")
+        where = ", ".join(self.targets)
+        return ApiUnreachable(f"aegis API not reachable at {where}: {err}")
 
 
 class RestTransport(_Http):
@@ -136,24 +156,38 @@ class RestTransport(_Http):
     ) -> None:
         super().__init__(base_url, token, timeout, httpx.Client, ca_file)
 
+    def _send(self, method: str, path: str, kw: dict[str, Any], *, stream: bool) -> httpx.Response:
+        last: Exception | None = None
+        for url in self._order():
+            request = self.http.build_request(method, url + path, **kw)
+            try:
+                r = self.http.send(request, stream=stream)
+            except NOT_SENT as err:
+                last = err
+                continue
+            except httpx.TransportError as err:
+                raise self._unreachable(err) from err
+            self.target = url
+            return r
+        assert last is not None
+        raise self._unreachable(last) from last
+
     def call(self, op: Op, args: dict[str, Any]) -> Any:
         method, path, kw = route(op, args)
-        try:
-            r = self.http.request(method, path, **kw)
-        except httpx.TransportError as err:
-            raise self._unreachable(err) from err
-        return decode(r)
+        return decode(self._send(method, path, kw, stream=False))
 
     def stream(self, op: Op, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
         method, path, kw = route(op, args)
+        r = self._send(method, path, kw, stream=True)
         try:
-            with self.http.stream(method, path, **kw) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    decode(r)
-                yield from _lines(r.iter_lines())
+            if r.status_code >= 400:
+                r.read()
+                decode(r)
+            yield from _lines(r.iter_lines())
         except httpx.TransportError as err:
             raise self._unreachable(err) from err
+        finally:
+            r.close()
 
     def close(self) -> None:
         self.http.close()
@@ -169,26 +203,42 @@ class AsyncRestTransport(_Http):
     ) -> None:
         super().__init__(base_url, token, timeout, httpx.AsyncClient, ca_file)
 
+    async def _send(
+        self, method: str, path: str, kw: dict[str, Any], *, stream: bool
+    ) -> httpx.Response:
+        last: Exception | None = None
+        for url in self._order():
+            request = self.http.build_request(method, url + path, **kw)
+            try:
+                r = await self.http.send(request, stream=stream)
+            except NOT_SENT as err:
+                last = err
+                continue
+            except httpx.TransportError as err:
+                raise self._unreachable(err) from err
+            self.target = url
+            return r
+        assert last is not None
+        raise self._unreachable(last) from last
+
     async def call(self, op: Op, args: dict[str, Any]) -> Any:
         method, path, kw = route(op, args)
-        try:
-            r = await self.http.request(method, path, **kw)
-        except httpx.TransportError as err:
-            raise self._unreachable(err) from err
-        return decode(r)
+        return decode(await self._send(method, path, kw, stream=False))
 
     async def stream(self, op: Op, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         method, path, kw = route(op, args)
+        r = await self._send(method, path, kw, stream=True)
         try:
-            async with self.http.stream(method, path, **kw) as r:
-                if r.status_code >= 400:
-                    await r.aread()
-                    decode(r)
-                async for line in r.aiter_lines():
-                    for item in _lines([line]):
-                        yield item
+            if r.status_code >= 400:
+                await r.aread()
+                decode(r)
+            async for line in r.aiter_lines():
+                for item in _lines([line]):
+                    yield item
         except httpx.TransportError as err:
             raise self._unreachable(err) from err
+        finally:
+            await r.aclose()
 
     async def aclose(self) -> None:
         await self.http.aclose()

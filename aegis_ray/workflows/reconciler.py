@@ -9,11 +9,18 @@
 - Orphaned executions: a row that is not finished but whose workflow no longer runs (it was
   terminated, or Temporal lost it) is ended FAILED, so that no execution stays RUNNING forever.
   Lost nodes and actors are the workflow's own business: it retries or fails the attempt.
+
+Every orchestrator runs one, but only the holder of the PostgreSQL lease `reconciler` sweeps
+(adapters/postgres/leases.py): each round renews the lease (or tries to take it), and the
+round's writes go through a `FencedPool`, so a holder that lost the lease writes nothing.
+Another orchestrator takes over within the lease's time to live plus one round after the
+holder stops renewing (AEGIS_LEASE_TTL_S, default 15 s; rounds every 5 s).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -25,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from aegis_ray.adapters import metrics
 from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
+from aegis_ray.adapters.postgres.leases import FencedOut, FencedPool, Lease, LeaseStore, holder_id
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.adapters.ray import placement as groups
 from aegis_ray.adapters.ray.cluster_state import live_cluster
@@ -47,9 +55,12 @@ HEARTBEAT_EVERY_S = 5.0
 ORPHAN_CHECK_EVERY = 6  # heartbeat rounds
 # How long a row may sit unchanged before its workflow is checked (tests shorten it).
 ORPHAN_GRACE = timedelta(seconds=Settings().orphan_grace_s)
+LEASE = "reconciler"
 
 
 class Reconciler:
+    """The sweeps, on stores bound to one pool (a plain pool, or a FencedPool per lease)."""
+
     def __init__(
         self,
         executions: ExecutionStore,
@@ -61,21 +72,17 @@ class Reconciler:
         self.nodes = nodes
         self.temporal = temporal
         self.events = events
-        self.orphan_every = ORPHAN_CHECK_EVERY if ORPHAN_GRACE.total_seconds() >= 30 else 1
 
-    async def run_forever(self) -> None:
-        rounds = 0
-        while True:
-            try:
-                await self.heartbeats()
-                await self.observe_nodes()
-                await self.measure()
-                if rounds % self.orphan_every == 0:
-                    await self.orphans()
-            except Exception:  # a bad round must not end the loop; the next one retries
-                log.exception("reconciler round failed")
-            rounds += 1
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
+    @classmethod
+    def on(cls, pool: Any, temporal: Client) -> Reconciler:
+        return cls(ExecutionStore(pool), NodeStore(pool), temporal, ClusterEventStore(pool))
+
+    async def sweep(self, *, orphans: bool) -> None:
+        await self.heartbeats()
+        await self.observe_nodes()
+        await self.measure()
+        if orphans:
+            await self.orphans()
 
     async def heartbeats(self) -> int:
         import ray
@@ -155,3 +162,52 @@ class Reconciler:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
+
+
+class LeasedReconciler:
+    """Runs the reconciler's sweeps on this orchestrator while it holds the lease."""
+
+    def __init__(self, pool: Any, temporal: Client, *, node_id: str, ttl_s: float) -> None:
+        self.pool = pool
+        self.temporal = temporal
+        self.leases = LeaseStore(pool)
+        self.node_id = node_id
+        self.holder = holder_id(node_id)
+        self.ttl_s = ttl_s
+        self.lease: Lease | None = None
+        self.orphan_every = ORPHAN_CHECK_EVERY if ORPHAN_GRACE.total_seconds() >= 30 else 1
+
+    async def round(self, number: int) -> bool:
+        """One round: renew or take the lease, sweep if held; whether this process swept."""
+        lease = await self.leases.acquire(LEASE, self.holder, self.node_id, self.ttl_s)
+        if lease is None:
+            if self.lease is not None:
+                log.warning("reconciler lease lost to another orchestrator")
+            self.lease = None
+            return False
+        if self.lease is None or self.lease.fencing != lease.fencing:
+            log.info("reconciler lease taken (fencing %d)", lease.fencing)
+        self.lease = lease
+        sweeps = Reconciler.on(FencedPool(self.pool, lease), self.temporal)
+        try:
+            await sweeps.sweep(orphans=number % self.orphan_every == 0)
+        except FencedOut:
+            log.warning("reconciler lease taken over during a round; its writes were refused")
+            self.lease = None
+            return False
+        return True
+
+    async def run_forever(self) -> None:
+        rounds = 0
+        try:
+            while True:
+                try:
+                    await self.round(rounds)
+                except Exception:  # a bad round must not end the loop; the next one retries
+                    log.exception("reconciler round failed")
+                rounds += 1
+                await asyncio.sleep(HEARTBEAT_EVERY_S)
+        finally:
+            if self.lease is not None:  # a clean stop hands over at once
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.leases.release(self.lease))

@@ -11,13 +11,12 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from aegis_ray.adapters.openbao.store import SecretStore
-from aegis_ray.adapters.postgres.cluster_events import ClusterEventStore
 from aegis_ray.adapters.postgres.executions import ExecutionStore
 from aegis_ray.adapters.postgres.nodes import NodeStore
 from aegis_ray.settings import Settings
 from aegis_ray.workflows.activities import ExecutionActivities, Limits
 from aegis_ray.workflows.execution import ExecutionWorkflow
-from aegis_ray.workflows.reconciler import Reconciler
+from aegis_ray.workflows.reconciler import LeasedReconciler
 
 
 @dataclass
@@ -38,9 +37,16 @@ class RunningWorker:
 
 
 async def start_worker(
-    pool: asyncpg.Pool, client: Client, *, task_queue: str, secrets: SecretStore | None = None
+    pool: asyncpg.Pool,
+    client: Client,
+    *,
+    task_queue: str,
+    node_id: str,
+    lease_ttl_s: float,
+    secrets: SecretStore | None = None,
 ) -> RunningWorker:
-    """Run the worker and the reconciler as tasks of the running loop."""
+    """Run the worker and the reconciler (it sweeps while this process holds its lease) as
+    tasks of the running loop; `node_id` names this orchestrator in the lease."""
     settings = Settings()
     limits = Limits(
         store_outage_s=settings.store_outage_s,
@@ -61,7 +67,7 @@ async def start_worker(
         default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
     loop = asyncio.get_running_loop()
-    reconciler = Reconciler(ExecutionStore(pool), NodeStore(pool), client, ClusterEventStore(pool))
+    reconciler = LeasedReconciler(pool, client, node_id=node_id, ttl_s=lease_ttl_s)
     return RunningWorker(
         worker=loop.create_task(worker.run()), reconciler=loop.create_task(reconciler.run_forever())
     )

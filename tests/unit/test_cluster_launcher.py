@@ -80,7 +80,7 @@ def test_every_shipped_node_config_validates() -> None:
 def test_aws_node_types_carry_exactly_what_aegis_node_start_gives_ray() -> None:
     doc = yaml.safe_load(AWS.read_text())
     types = doc["available_node_types"]
-    assert set(types) == {"orchestrator", "edge-cpu", "edge-gpu"}
+    assert set(types) == {"orchestrator", "orchestrator-2", "edge-cpu", "edge-gpu"}
     for name, spec in types.items():
         args = ray_start_args(node_config(CONFIGS / "nodes" / f"{name}.yaml"))
         want = {"CPU": args.num_cpus, **{k: int(v) for k, v in args.resources.items()}}
@@ -370,3 +370,96 @@ def test_edges_with_a_join_secret_need_a_head_that_accepts_it(tmp_path: Path) ->
 def test_orchestrator_url_must_be_plain_http_with_the_api_port(tmp_path: Path, url: str) -> None:
     path = broken(tmp_path, "http://$RAY_HEAD_IP:${AEGIS_API_PORT:-8080}", url)
     assert_invalid(validate(path), path, "worker_start_ray_commands[1]", "--orchestrator-url")
+
+
+# ---------------------------------------------------------------- several orchestrators (HA)
+
+_NO_MORE_ORCHESTRATORS = """  orchestrator-2:
+    min_workers: 0
+    max_workers: 0"""
+
+
+def _orchestrators(low: int, high: int) -> str:
+    return f"  orchestrator-2:\n    min_workers: {low}\n    max_workers: {high}"
+
+
+def test_more_orchestrators_need_replicas_and_shared_services(tmp_path: Path) -> None:
+    path = broken(tmp_path, _NO_MORE_ORCHESTRATORS, _orchestrators(1, 1))
+    result = validate(path)
+    assert_invalid(result, path, "node type orchestrator", "spec.api.orchestrators", "1, but")
+    assert_invalid(result, path, "node type orchestrator", "spec.database.url", "PostgreSQL")
+    assert_invalid(result, path, "node type orchestrator", "spec.temporal.address")
+    assert_invalid(result, path, "node type orchestrator", "spec.secrets.address", "OpenBao")
+
+
+def test_ha_layout_validates_with_its_first_orchestrators_config(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes"
+    shutil.copytree(CONFIGS / "nodes", nodes)
+    shutil.copy(nodes / "orchestrator-ha.yaml", nodes / "orchestrator.yaml")
+    text = AWS.read_text().replace(_NO_MORE_ORCHESTRATORS, _orchestrators(1, 1))
+    text = text.replace('"~/aegis/nodes": cluster_configs/nodes', f'"~/aegis/nodes": {nodes}')
+    path = tmp_path / "aws.yaml"
+    path.write_text(text)
+    result = validate(path)
+    assert result.exit_code == 0, result.output
+    assert "2 orchestrators: put a load balancer" in result.output
+    # One more orchestrator than the first one's config says.
+    path.write_text(text.replace(_orchestrators(1, 1), _orchestrators(2, 2)))
+    assert_invalid(validate(path), path, "spec.api.orchestrators", "3 orchestrator(s)")
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "fragment"), [(1, 2, "not autoscaled"), (3, 3, "4 orchestrators: 1 to 3")]
+)
+def test_orchestrator_counts_are_fixed_and_at_most_three(
+    tmp_path: Path, low: int, high: int, fragment: str
+) -> None:
+    path = broken(tmp_path, _NO_MORE_ORCHESTRATORS, _orchestrators(low, high))
+    assert_invalid(validate(path), path, fragment)
+
+
+def _start(tmp_path: Path, text: str, *args: str, **extra: str) -> Any:
+    path = tmp_path / "node.yaml"
+    path.write_text(text)
+    home = tmp_path / "home"
+    env = {"AEGIS_HOME": str(home), "AEGIS_OPENBAO_SECRET_ID": "x"} | extra
+    result = runner.invoke(app, ["node", "start", "--config", str(path), *args], env=env)
+    assert not (home / "up.json").exists() and not (home / "nodes").exists()  # nothing started
+    return result
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fragment"),
+    [
+        ('  database:\n    url: "postgresql://aegis@db.internal:5432/aegis"', "  database:\n"
+         '    url: "postgresql://aegis@127.0.0.1:5432/aegis"', "loopback address (127.0.0.1"),
+        ('  temporal:\n    address: "temporal.internal:7233"\n', "", "Temporal; set spec.temporal"),
+        ('  secrets:\n    address: "https://openbao.internal:8200"\n    approle: {role_id: '
+         '"aegis-control-plane", secret_id_env: AEGIS_OPENBAO_SECRET_ID}\n', "", "OpenBao; set"),
+        ('bind: "0.0.0.0"', 'bind: "127.0.0.1"', "spec.api.bind is 127.0.0.1"),
+    ],
+)  # fmt: skip
+def test_first_of_several_orchestrators_refuses_what_one_machine_only_reaches(
+    tmp_path: Path, old: str, new: str, fragment: str
+) -> None:
+    text = (CONFIGS / "nodes" / "orchestrator-ha.yaml").read_text()
+    assert text.count(old) == 1
+    result = _start(tmp_path, text.replace(old, new))
+    assert result.exit_code == 2, result.output
+    assert "spec.api.orchestrators is 2" in result.output and fragment in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('  database: {url: "postgresql://aegis@db.internal:5432/aegis"}\n', "spec.database"),
+        ("  api: {rest_port: 9090}\n", "spec.api"),
+    ],
+)
+def test_joining_orchestrator_names_no_services_or_ports_of_its_own(
+    tmp_path: Path, extra: str, key: str
+) -> None:
+    text = (CONFIGS / "nodes" / "orchestrator-2.yaml").read_text() + extra
+    result = _start(tmp_path, text, AEGIS_JOIN_TOKEN="x" * 20)
+    assert result.exit_code == 2, result.output
+    assert f"{key}: set on the first orchestrator" in result.output

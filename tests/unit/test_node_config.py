@@ -239,7 +239,7 @@ def test_bad_node_section_names_the_key(node: dict[str, Any], path: str, fragmen
         ),
         ("api", {"rest_port": 0}, "spec.api.rest_port", "at least 1"),
         ("runtime", {"max_containers": 5000}, "spec.runtime.max_containers", "at most 1000"),
-        ("database", {"url": "x", "pool": 3}, "spec.database.pool", "unknown key (accepted: url)"),
+        ("database", {"url": "x", "pool": 3}, "spec.database.pool", "(accepted: url, pool_size)"),
         ("cluster", {}, "spec.cluster", "unknown key (accepted: node, runtime, llm_providers"),
         ("database", {"url": "mysql://db/aegis"}, "spec.database.url", "not a PostgreSQL URL"),
         ("temporal", {"address": "temporal"}, "spec.temporal.address", "HOST:PORT"),

@@ -249,3 +249,53 @@ def test_secret_calls_send_the_values_and_return_metadata_only() -> None:
     assert c.secret("openai").version == 1
     assert c.delete_secret("openai").deleted
     assert t.sent[0] == (Op.put_secret, {"name": "openai", "data": {"api_key": "sk-1"}})
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again: connecting is refused
+
+
+def test_several_api_urls_fail_over_on_connection_errors_only() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aegis_ray.sdk.rest import RestTransport, api_urls
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append(self.path)
+            body = json.dumps({"status": "ok"}).encode()
+            self.send_response(200 if self.path == "/health" else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    live = f"http://127.0.0.1:{server.server_address[1]}"
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    try:
+        assert api_urls(f" {dead}/, {live} ") == [dead, live]
+        with pytest.raises(ValueError):
+            api_urls(" , ")
+        t = RestTransport(f"{dead},{live}", "tok", timeout=5)
+        assert t.call(Op.health, {}) == {"status": "ok"}
+        assert t.target == live  # the next call starts where the last one succeeded
+        # A server that answered (even 503) is not asked again elsewhere: no duplicate submit.
+        with pytest.raises(errors.ApiError) as err:
+            t.call(Op.nodes, {})
+        assert err.value.status == 503 and seen == ["/health", "/v1/nodes"]
+        with pytest.raises(errors.ApiUnreachable, match="not reachable at"):
+            RestTransport(f"{dead},{dead}", "tok", timeout=5).call(Op.health, {})
+    finally:
+        server.shutdown()

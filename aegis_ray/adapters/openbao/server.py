@@ -68,13 +68,17 @@ def bao_binary() -> str:
 
 
 class EmbeddedOpenBao:
-    """An OpenBao server on 127.0.0.1:`port` (its cluster listener on `port` + 1)."""
+    """An OpenBao server on 127.0.0.1:`port` (its cluster listener on `port` + 1).
 
-    def __init__(self, data_dir: Path, *, port: int = 8200) -> None:
+    `host`: another address to listen on instead (a server shared by several orchestrators,
+    as the HA test runs one)."""
+
+    def __init__(self, data_dir: Path, *, port: int = 8200, host: str = HOST) -> None:
         if not 1 <= port <= 65534:
             raise ValueError(f"openbao port: {port!r} is not a TCP port (1-65534; port+1 too)")
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.port = port
+        self.host = host
         self.config_path = self.data_dir / "openbao.json"
         self.log_path = self.data_dir / "openbao.log"
         self.pid_path = self.data_dir / "openbao.pid"
@@ -85,7 +89,7 @@ class EmbeddedOpenBao:
 
     @property
     def address(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def access(self) -> OpenBaoAccess:
         """How the control plane reaches and logs in to this server."""
@@ -106,9 +110,9 @@ class EmbeddedOpenBao:
         """Start (unless running), initialise once, unseal, set up; how to reach it."""
         if not self.is_running():
             for what, port in (("API", self.port), ("cluster", self.port + 1)):
-                if port_in_use(HOST, port):
+                if port_in_use(self.host, port):
                     raise RuntimeError(
-                        f"cannot start OpenBao: its {what} port {HOST}:{port} is already in use "
+                        f"cannot start OpenBao: its {what} port {self.host}:{port} is in use "
                         "by another process; pick free ports with AEGIS_OPENBAO_PORT (it uses "
                         "that port and the next) or use an external server with "
                         "AEGIS_OPENBAO_ADDR or spec.secrets"
@@ -125,7 +129,7 @@ class EmbeddedOpenBao:
                 cwd=self.data_dir,
             )
         wait_for_port(
-            HOST, self.port, timeout=timeout, what="OpenBao", log_path=self.log_path,
+            self.host, self.port, timeout=timeout, what="OpenBao", log_path=self.log_path,
             pid=read_pid(self.pid_path),
         )  # fmt: skip
         client = connect(self.address)
@@ -146,13 +150,13 @@ class EmbeddedOpenBao:
     # -- internals ---------------------------------------------------------------------------
 
     def _config(self) -> dict[str, Any]:
-        cluster = f"{HOST}:{self.port + 1}"
+        cluster = f"{self.host}:{self.port + 1}"
         return {
             "storage": {"raft": {"path": str(self.data_dir / "raft"), "node_id": "aegis"}},
             "listener": [
                 {
                     "tcp": {
-                        "address": f"{HOST}:{self.port}",
+                        "address": f"{self.host}:{self.port}",
                         "cluster_address": cluster,
                         "tls_disable": True,
                     }

@@ -72,9 +72,15 @@ class _RunAs:
 
 
 class EmbeddedPostgres:
-    """A local PostgreSQL server listening on 127.0.0.1:`port`, with database `database`."""
+    """A local PostgreSQL server listening on 127.0.0.1:`port`, with database `database`.
 
-    def __init__(self, data_dir: Path, *, port: int = 55432, database: str = "aegis") -> None:
+    `host`: another address to listen on (a shared database for several orchestrators, as
+    the HA test runs one); clients from the server's own subnets are then let in with the
+    superuser's password (scram-sha-256)."""
+
+    def __init__(
+        self, data_dir: Path, *, port: int = 55432, database: str = "aegis", host: str = HOST
+    ) -> None:
         if not 1 <= port <= 65535:
             raise ValueError(f"postgres port: {port!r} is not a TCP port (1-65535)")
         if not _DB_NAME.match(database):
@@ -85,6 +91,7 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.port = port
         self.database = database
+        self.host = host
         self.server_dir = _server_dir(self.data_dir)
         self.pgdata = self.server_dir / "pgdata"
         self.log_path = self.server_dir / "postgres.log"
@@ -103,7 +110,7 @@ class EmbeddedPostgres:
         user = SUPERUSER
         if self.password_path.exists():
             user += ":" + quote(self.password_path.read_text().strip(), safe="")
-        return f"postgresql://{user}@{HOST}:{self.port}/{self.database}"
+        return f"postgresql://{user}@{self.host}:{self.port}/{self.database}"
 
     def _ensure_password(self) -> None:
         """The superuser's password, made once: the server trusts no local user without it."""
@@ -143,9 +150,9 @@ class EmbeddedPostgres:
                     f"not {self.port}: stop it first (`aegis down`) to change the port"
                 )
         else:
-            if port_in_use(HOST, self.port):
+            if port_in_use(self.host, self.port):
                 raise RuntimeError(
-                    f"cannot start PostgreSQL: port {HOST}:{self.port} is already in use by "
+                    f"cannot start PostgreSQL: port {self.host}:{self.port} is already in use by "
                     "another process; pick a free one with AEGIS_POSTGRES_PORT or use an "
                     "external database with AEGIS_DATABASE_URL"
                 )
@@ -154,6 +161,9 @@ class EmbeddedPostgres:
             run_as = self._prepare()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(run_as)
+                if self.host != HOST:
+                    with (self.pgdata / "pg_hba.conf").open("a") as hba:
+                        hba.write("host all all samenet scram-sha-256\n")
             self._pg_ctl_start(run_as)
         self._ensure_database()
         return self.dsn
@@ -248,7 +258,7 @@ class EmbeddedPostgres:
         options = " ".join(
             [
                 f"-p {self.port}",
-                f"-c listen_addresses={HOST}",
+                f"-c listen_addresses={HOST if self.host == HOST else f'{HOST},{self.host}'}",
                 f"-c unix_socket_directories={shlex.quote(self._socket_dir())}",
                 "-c shared_buffers=32MB",
             ]

@@ -59,6 +59,17 @@ class ClusterView:
         return eligible_selector(node_ids)
 
 
+def this_node_id() -> str:
+    """The aegis node id of the node this process runs on (Ray's node id if it has none)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == here:
+            return str((node.get("Labels") or {}).get(LABEL_NODE_ID) or here[:12])
+    return here[:12]
+
+
 def is_aegis_node(resources: dict[str, float]) -> bool:
     return EXECUTOR in resources or ORCHESTRATOR in resources
 

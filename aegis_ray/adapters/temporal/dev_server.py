@@ -47,6 +47,7 @@ class TemporalDevServer:
         port: int = 7233,
         ui_port: int = 8233,
         namespace: str = "default",
+        host: str = HOST,
     ) -> None:
         for field, value in (("port", port), ("ui_port", ui_port)):
             if not 1 <= value <= 65535:
@@ -59,17 +60,18 @@ class TemporalDevServer:
         self.port = port
         self.ui_port = ui_port
         self.namespace = namespace
+        self.host = host  # another address to serve on (a shared server, as in the HA test)
         self.db_path = self.data_dir / "temporal.db"
         self.log_path = self.data_dir / "temporal.log"
         self.pid_path = self.data_dir / "temporal.pid"
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def ui_url(self) -> str:
-        return f"http://{HOST}:{self.ui_port}"
+        return f"http://{self.host}:{self.ui_port}"
 
     def pid(self) -> int | None:
         return read_pid(self.pid_path)
@@ -80,7 +82,7 @@ class TemporalDevServer:
     def command(self) -> list[str]:
         cmd = [
             temporal_cli(), "server", "start-dev",
-            "--ip", HOST,
+            "--ip", self.host,
             "--port", str(self.port),
             "--ui-port", str(self.ui_port),
             "--db-filename", str(self.db_path),
@@ -97,10 +99,10 @@ class TemporalDevServer:
         """Start the server unless it already runs; wait until it answers; returns the address."""
         if not self.is_running():
             for what, port in (("gRPC", self.port), ("Web UI", self.ui_port)):
-                if port_in_use(HOST, port):
+                if port_in_use(self.host, port):
                     raise RuntimeError(
-                        f"cannot start Temporal: {what} port {HOST}:{port} is already in use by "
-                        "another process; pick free ports with AEGIS_TEMPORAL_PORT / "
+                        f"cannot start Temporal: {what} port {self.host}:{port} is already in use "
+                        "by another process; pick free ports with AEGIS_TEMPORAL_PORT / "
                         "AEGIS_TEMPORAL_UI_PORT or use an external server with "
                         "AEGIS_TEMPORAL_ADDRESS"
                     )
@@ -123,7 +125,7 @@ class TemporalDevServer:
         """Block until the server describes our namespace to a client."""
 
         def probe() -> tuple[bool, str]:
-            if not port_in_use(HOST, self.port):
+            if not port_in_use(self.host, self.port):
                 return False, "no answer"
             return self._describe_namespace()
 

@@ -191,6 +191,9 @@ class StorageSection(StrictModel):
 
 class DatabaseSection(StrictModel):
     url: str
+    # Connections each orchestrator's control plane may hold (orchestrators x pool_size must
+    # stay under the server's max_connections).
+    pool_size: Annotated[StrictInt, bounded(2, 200)] = 10
 
 
 class TemporalSection(StrictModel):
@@ -288,6 +291,8 @@ class ApiSection(StrictModel):
     rest_port: Port = 8080
     grpc_port: Port = 50051
     tls: TlsSection | None = None
+    # How many orchestrators serve the API (the first one's config says; one replica each).
+    orchestrators: Annotated[StrictInt, bounded(1, 3)] = 1
 
 
 class NodeSpec(StrictModel):
