@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from ray._private.services import get_node_ip_address
 from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
 from aegis_ray import Client
@@ -80,7 +81,10 @@ def _node_config(pki: Pki) -> str:
 def tls() -> Iterator[TlsStack]:
     root = Path(tempfile.mkdtemp(prefix="aegis-tls-"))
     home = root / "home"
-    pki, other = make_pki(root / "pki"), make_pki(root / "other", cn="another CA")
+    # Ray's clients check the server's name: the certificate names the address Ray picks for
+    # the node (its default route's), as a real node's would.
+    pki = make_pki(root / "pki", ips=(get_node_ip_address(),))
+    other = make_pki(root / "other", cn="another CA")
     config = root / "node.yaml"
     config.write_text(_node_config(pki))
     env = _stack_env(home)
