@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     # The CA that clients (CLI, SDK, edges registering) verify the API's certificate with;
     # an https:// API with none is verified against the system's CAs.
     ca_file: Path | None = None
+    # Ray's own mutual TLS between its processes (NodeConfig spec.ray_tls; AEGIS_RAY_TLS_*):
+    # all three or none, on every node of the cluster.
+    ray_tls_cert_file: Path | None = None
+    ray_tls_key_file: Path | None = None
+    ray_tls_ca_file: Path | None = None
     # Ray head.
     ray_port: int = 6379
     ray_dashboard_port: int = 8265

@@ -69,6 +69,7 @@ class CrossCheck:
         if head is not None:
             self._ports(head)
             self._orchestrators(head)
+            self._ray_tls(head)
         self._join_secret()
 
     # -- helpers
@@ -424,6 +425,19 @@ class CrossCheck:
                         f"does not open TCP {port} ({what}): the deployment document's "
                         "networking table needs it",
                     )
+
+    def _ray_tls(self, head: NodeConfig) -> None:
+        """Ray's TLS on every node or on none: a raylet without it cannot talk to a head with
+        it, nor the other way round."""
+        on = head.spec.ray_tls is not None
+        for where, cfg in self.workers:
+            if (cfg.spec.ray_tls is not None) != on:
+                self.fail(
+                    where,
+                    "spec.ray_tls",
+                    f"{'missing' if on else 'set'}, but the head's NodeConfig "
+                    f"{'sets' if on else 'does not set'} it: Ray's TLS is on every node or none",
+                )
 
     def _orchestrators(self, head: NodeConfig) -> None:
         """HA: 1-3 orchestrators (the head and worker types running orchestrator NodeConfigs,

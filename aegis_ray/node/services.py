@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from aegis_ray.adapters.files import read_private
 from aegis_ray.adapters.openbao.client import OpenBaoAccess
+from aegis_ray.adapters.ray.head import RayTls
 from aegis_ray.core.models.node import GcsSection, NodeConfig, gcs_problems
 from aegis_ray.settings import Settings
 
@@ -49,6 +50,7 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
         chosen["tls_cert_file"] = Path(spec.api.tls.cert_file)
         chosen["tls_key_file"] = Path(spec.api.tls.key_file)
         chosen["ca_file"] = Path(spec.api.tls.ca_file or spec.api.tls.cert_file)
+    chosen |= _ray_tls_settings(node)
     if spec.gcs is not None:
         chosen["gcs_store"] = spec.gcs.store
         chosen["gcs_redis_url"] = spec.gcs.redis_url
@@ -60,6 +62,43 @@ def head_settings(settings: Settings, node: NodeConfig | None) -> Settings:
     return settings.model_copy(update=unset)
 
 
+def _ray_tls_settings(node: NodeConfig) -> dict[str, Any]:
+    tls = node.spec.ray_tls
+    if tls is None:
+        return {}
+    return {
+        "ray_tls_cert_file": Path(tls.cert_file),
+        "ray_tls_key_file": Path(tls.key_file),
+        "ray_tls_ca_file": Path(tls.ca_file),
+    }
+
+
+def ray_tls(settings: Settings, node: NodeConfig | None = None) -> RayTls | None:
+    """Ray's TLS for this node's Ray processes and drivers (AEGIS_RAY_TLS_* wins over the
+    NodeConfig's spec.ray_tls), its files checked; None: off. ServiceConfigError names the
+    field and file that cannot be used."""
+    from aegis_ray.adapters.tls import TlsConfigError, check_ca_file, server_context
+
+    given = _ray_tls_settings(node) if node is not None else {}
+    files = given | {k: v for k in RAY_TLS_FIELDS if (v := getattr(settings, k)) is not None}
+    if not files:
+        return None
+    if len(files) < len(RAY_TLS_FIELDS):
+        missing = ", ".join(f"AEGIS_{k.upper()}" for k in RAY_TLS_FIELDS if k not in files)
+        raise ServiceConfigError(
+            f"Ray's TLS needs a certificate, its key and the CA: {missing} not set "
+            "(spec.ray_tls or AEGIS_RAY_TLS_CERT_FILE / _KEY_FILE / _CA_FILE)"
+        )
+    cert, key, ca = (Path(files[k]).absolute() for k in RAY_TLS_FIELDS)
+    try:
+        server_context(cert, key, field="spec.ray_tls")
+        check_ca_file(ca, field="spec.ray_tls.ca_file")
+    except TlsConfigError as err:
+        raise ServiceConfigError(str(err)) from None
+    return RayTls(str(cert), str(key), str(ca))
+
+
+RAY_TLS_FIELDS = ("ray_tls_cert_file", "ray_tls_key_file", "ray_tls_ca_file")
 LOOPBACK = ("127.", "localhost", "::1")
 
 

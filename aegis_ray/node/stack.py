@@ -14,7 +14,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from aegis_ray.node.services import (
     external_openbao,
     gcs_store,
     head_settings,
+    ray_tls,
 )
 from aegis_ray.settings import Settings
 
@@ -86,10 +87,13 @@ class UpState:
     started: dict[str, bool] = field(default_factory=dict)
     # Ports an iptables rule of ours keeps to loopback (Serve's gRPC proxy binds every address).
     loopback_ports: list[int] = field(default_factory=list)
+    # Ray's TLS (RayTls's fields: the files), {} when off.
+    ray_tls: dict[str, str] = field(default_factory=dict)
 
     @property
     def auth(self) -> ray_head.RayAuth:
-        return ray_head.RayAuth(self.ray_auth_mode, self.ray_token_path)
+        tls = ray_head.RayTls(**self.ray_tls) if self.ray_tls else None
+        return ray_head.RayAuth(self.ray_auth_mode, self.ray_token_path, tls)
 
     def save(self, path: Path) -> None:
         # Holds the database URL (with its password): private to this user.
@@ -154,6 +158,7 @@ def up(
     external_database = external_database_url(settings)
     external_secrets = external_openbao(settings, node)
     _check_tls(settings)
+    tls = ray_tls(settings)
     store = gcs_store(settings)
     check_ha(settings, external_database, external_secrets)
     home = settings.home
@@ -195,7 +200,7 @@ def up(
     state.openbao = asdict(external_secrets)
     state.save(settings.state_path)
 
-    _ray(settings, node, state, say, ray_args, store)
+    _ray(settings, node, state, say, ray_args, store, tls)
     state.save(settings.state_path)
 
     say("admin token" + (" and join secret" if join_secret else ""))
@@ -246,30 +251,36 @@ def _ray(
     say: Say,
     ray_args: Sequence[str],
     store: GcsStore,
+    tls: ray_head.RayTls | None,
 ) -> None:
     if state.started.get("ray") and ray_head.session_pids(state.ray_session):
         say(f"Ray head already running at {state.ray_address}")
+        if state.auth.tls != tls:
+            raise ServiceConfigError(
+                "Ray's TLS (spec.ray_tls / AEGIS_RAY_TLS_*) differs from the running head's: "
+                "`aegis down` first, then `aegis up` with the new setting"
+            )
         auth = state.auth
         _ensure_gcs_supervisor(settings, state, say)
     elif settings.ray_address or (settings.ray_attach and ray_head.running_local_cluster()):
         address = settings.ray_address or ray_head.running_local_cluster() or ""
         _refuse_gcs_store_when_attaching(settings, node)
         say(f"attaching to the running Ray cluster at {address}")
-        auth = ray_head.auth_for_existing_cluster(settings.home)
+        auth = replace(ray_head.auth_for_existing_cluster(settings.home), tls=tls)
         state.ray_address = address
         state.started["ray"] = False
     else:
         cfg = node or default_node_config(settings.home)
         state.node_id = cfg.spec.node.id
         say(f"Ray head (hybrid node {cfg.spec.node.id})")
-        auth = ray_head.new_token_auth(settings.ray_token_path)
+        auth = replace(ray_head.new_token_auth(settings.ray_token_path), tls=tls)
         store_args = _gcs_store_args(settings, state, store, say)
 
         def record(session: int) -> None:
             # Before Ray is up: stopped now (Ctrl-C, SIGTERM), `down` still knows what to stop.
             state.ray_session, state.started["ray"] = session, True
             state.ray_address = f"127.0.0.1:{settings.ray_port}"
-            state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
+            _record_auth(state, auth)
             state.save(settings.state_path)
 
         state.ray_address, state.ray_session = ray_head.start_head(
@@ -288,13 +299,18 @@ def _ray(
         state.dashboard_url = f"http://127.0.0.1:{settings.ray_dashboard_port}"
         state.save(settings.state_path)
         _ensure_gcs_supervisor(settings, state, say)
-    state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
+    _record_auth(state, auth)
     state.save(settings.state_path)
     ray_head.connect(state.ray_address, auth, purpose="aegis up")
     from aegis_ray.adapters.ray.cluster_state import cluster_view
 
     state.implicit_head = cluster_view().implicit_head
     state.ray_session_dir = ray_head.session_dir()
+
+
+def _record_auth(state: UpState, auth: ray_head.RayAuth) -> None:
+    state.ray_auth_mode, state.ray_token_path = auth.mode, auth.token_path
+    state.ray_tls = asdict(auth.tls) if auth.tls else {}
 
 
 def serve_config() -> dict[str, Any]:
@@ -795,6 +811,7 @@ def join_edge(
         )
     if kind == "orchestrator":
         _check_joining_orchestrator(node)
+    tls = ray_tls(settings, node)
     api_url = str(node.spec.runtime.orchestrator_url).rstrip("/")
     cred_file = credential_path(settings, node_id)
     token_path = settings.home / "nodes" / node_id / "ray_auth_token"
@@ -830,13 +847,13 @@ def join_edge(
     if joined.get("credential"):
         write_private(cred_file, joined["credential"])
     ray_info = joined["ray"]
-    auth = ray_head.RayAuth("disabled")
+    auth = ray_head.RayAuth("disabled", tls=tls)
     if ray_info.get("auth_mode") == "token":
         if ray_info.get("token"):
             write_private(token_path, ray_info["token"])
         elif not token_path.exists():
             raise JoinRefused("the orchestrator runs Ray in token mode but handed out no token")
-        auth = ray_head.RayAuth("token", str(token_path))
+        auth = ray_head.RayAuth("token", str(token_path), tls)
     say(f"Ray worker node joining {ray_info['address']}")
 
     def record(session: int) -> None:

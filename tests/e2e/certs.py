@@ -24,8 +24,9 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_pki(folder: Path, *, cn: str = "aegis test CA") -> Pki:
-    """A CA, and a certificate for localhost / 127.0.0.1 it signs; the key file is 0600."""
+def make_pki(folder: Path, *, cn: str = "aegis test CA", ips: tuple[str, ...] = ()) -> Pki:
+    """A CA, and a certificate for localhost / 127.0.0.1 (and `ips`) it signs; the key file
+    is 0600."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -42,7 +43,8 @@ def make_pki(folder: Path, *, cn: str = "aegis test CA") -> Pki:
     )
     key = ec.generate_private_key(ec.SECP256R1())
     san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        [x509.DNSName("localhost")]
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *ips)]
     )
     cert = (
         x509.CertificateBuilder()

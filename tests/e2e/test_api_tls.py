@@ -3,7 +3,9 @@
 One `aegis up` with `spec.api.tls` in its NodeConfig: REST (Serve's HTTPS) and gRPC (the TLS
 front before Serve's gRPC proxy) answer clients that check the certificate against the CA;
 plain HTTP and plain gRPC get nothing; a client trusting another CA refuses the server; Serve's
-own gRPC port behind the front is closed to everything but loopback.
+own gRPC port behind the front is closed to everything but loopback. The same stack runs Ray's
+own mutual TLS (`spec.ray_tls`, issue 12 item 7's part between Ray's processes): an execution
+runs through it, and Ray's GCS refuses a plain gRPC client and one with another CA's certificate.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from ray._private.services import get_node_ip_address
+from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
 
 from aegis_ray import Client
 from aegis_ray.adapters import firewall
@@ -27,7 +32,9 @@ from aegis_ray.node.stack import UpState
 from aegis_ray.sdk.errors import ApiUnreachable
 from tests.e2e.certs import Pki, make_pki
 from tests.e2e.conftest import Stack, _stack_env, remove_home
+from tests.e2e.manifests import agent_yaml
 from tests.e2e.test_agent_network import probe_from_default_bridge
+from tests.e2e.test_executions import wait_state
 
 pytestmark = pytest.mark.e2e
 REST, GRPC = 21080, 21051
@@ -65,6 +72,7 @@ def _node_config(pki: Pki) -> str:
             rest_port: {REST}
             grpc_port: {GRPC}
             tls: {{cert_file: {pki.cert_file}, key_file: {pki.key_file}, ca_file: {pki.ca_file}}}
+          ray_tls: {{cert_file: {pki.cert_file}, key_file: {pki.key_file}, ca_file: {pki.ca_file}}}
         """
     )
 
@@ -73,7 +81,10 @@ def _node_config(pki: Pki) -> str:
 def tls() -> Iterator[TlsStack]:
     root = Path(tempfile.mkdtemp(prefix="aegis-tls-"))
     home = root / "home"
-    pki, other = make_pki(root / "pki"), make_pki(root / "other", cn="another CA")
+    # Ray's clients check the server's name: the certificate names the address Ray picks for
+    # the node (its default route's), as a real node's would.
+    pki = make_pki(root / "pki", ips=(get_node_ip_address(),))
+    other = make_pki(root / "other", cn="another CA")
     config = root / "node.yaml"
     config.write_text(_node_config(pki))
     env = _stack_env(home)
@@ -159,3 +170,55 @@ def test_the_tls_front_costs_little_per_call(tls: TlsStack) -> None:
             times.append(time.perf_counter() - start)
         medians[name] = statistics.median(times) * 1000
     print("gRPC health, median of 30: " + ", ".join(f"{k} {v:.2f} ms" for k, v in medians.items()))
+
+
+def _gcs_call(channel: grpc.Channel) -> grpc.StatusCode:
+    """The status of one call to the GCS (listing nodes) over `channel`."""
+    stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+    try:
+        stub.GetAllNodeInfo(gcs_service_pb2.GetAllNodeInfoRequest(), timeout=10)
+    except grpc.RpcError as err:
+        return err.code()  # type: ignore[no-any-return]
+    finally:
+        channel.close()
+    return grpc.StatusCode.OK
+
+
+def _mtls(pki: Pki) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca_file.read_bytes(),
+        private_key=pki.key_file.read_bytes(),
+        certificate_chain=pki.cert_file.read_bytes(),
+    )
+
+
+def test_ray_runs_with_its_own_tls_an_execution_succeeds(tls: TlsStack) -> None:
+    state = UpState.load(tls.stack.home / "up.json")
+    assert state is not None and state.ray_tls == {
+        "cert_file": str(tls.pki.cert_file),
+        "key_file": str(tls.pki.key_file),
+        "ca_file": str(tls.pki.ca_file),
+    }
+    c = Client.rest(f"https://127.0.0.1:{REST}", tls.stack.token, ca_file=str(tls.pki.ca_file))
+    text = agent_yaml("ray-tls", "echo over-ray-tls; exit 0")
+    rec = wait_state(c, c.submit(text, source="ray-tls.yaml").id, {"SUCCEEDED", "FAILED"}, 180)
+    assert rec["state"] == "SUCCEEDED", rec
+
+
+def test_rays_gcs_refuses_plain_grpc_and_another_cas_certificate(tls: TlsStack) -> None:
+    gcs = UpState.load(tls.stack.home / "up.json").ray_address  # type: ignore[union-attr]
+    # A client with a certificate of the cluster's CA gets through the handshake (the token
+    # interceptor may then refuse it: the call was heard, which is all this checks).
+    heard = _gcs_call(grpc.secure_channel(gcs, _mtls(tls.pki)))
+    assert heard != grpc.StatusCode.UNAVAILABLE, heard
+    assert _gcs_call(grpc.insecure_channel(gcs)) == grpc.StatusCode.UNAVAILABLE
+    # Mutual TLS: a client certificate another CA signed is refused, too.
+    foreign = grpc.secure_channel(
+        gcs,
+        grpc.ssl_channel_credentials(
+            root_certificates=tls.pki.ca_file.read_bytes(),
+            private_key=tls.other.key_file.read_bytes(),
+            certificate_chain=tls.other.cert_file.read_bytes(),
+        ),
+    )
+    assert _gcs_call(foreign) == grpc.StatusCode.UNAVAILABLE

@@ -463,3 +463,17 @@ def test_joining_orchestrator_names_no_services_or_ports_of_its_own(
     result = _start(tmp_path, text, AEGIS_JOIN_TOKEN="x" * 20)
     assert result.exit_code == 2, result.output
     assert f"{key}: set on the first orchestrator" in result.output
+
+
+def test_rays_tls_on_the_head_needs_it_on_every_worker(tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes"
+    shutil.copytree(CONFIGS / "nodes", nodes)
+    head = nodes / "orchestrator.yaml"
+    files = "{cert_file: /etc/aegis/ray.pem, key_file: /etc/aegis/ray.key, ca_file: /etc/ca.pem}"
+    head.write_text(head.read_text().replace("\n  api:", f"\n  ray_tls: {files}\n  api:", 1))
+    assert node_config(head).spec.ray_tls is not None
+    text = AWS.read_text()
+    text = text.replace('"~/aegis/nodes": cluster_configs/nodes', f'"~/aegis/nodes": {nodes}')
+    path = tmp_path / "aws.yaml"
+    path.write_text(text)
+    assert_invalid(validate(path), path, "node type edge-cpu", "spec.ray_tls", "missing")

@@ -29,15 +29,37 @@ OBJECT_STORE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class RayTls:
+    """Ray's mutual TLS (NodeConfig spec.ray_tls): Ray reads these files in every process that
+    serves or opens one of its gRPC channels (ray/_common/tls_utils.py and the C++ core)."""
+
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "RAY_USE_TLS": "1",
+            "RAY_TLS_SERVER_CERT": self.cert_file,
+            "RAY_TLS_SERVER_KEY": self.key_file,
+            "RAY_TLS_CA_CERT": self.ca_file,
+        }
+
+
+@dataclass(frozen=True)
 class RayAuth:
+    """How this node's Ray processes and drivers authenticate: the auth mode (and token), and
+    Ray's TLS when `tls` is set (else whatever the environment says, by default off)."""
+
     mode: str  # "token" | "disabled"
     token_path: str | None = None
+    tls: RayTls | None = None
 
     def env(self) -> dict[str, str]:
         out = {"RAY_AUTH_MODE": self.mode}
         if self.token_path:
             out["RAY_AUTH_TOKEN_PATH"] = self.token_path
-        return out
+        return out | (self.tls.env() if self.tls else {})
 
     def apply(self) -> None:
         """Set this auth mode for the current process (before any Ray call)."""

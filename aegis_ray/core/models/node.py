@@ -272,6 +272,16 @@ class TlsSection(StrictModel):
     ca_file: Annotated[str, Field(min_length=1)] | None = None
 
 
+class RayTlsSection(StrictModel):
+    """Ray's own mutual TLS on every gRPC channel between its processes (RAY_USE_TLS): PEM files
+    of this node, checked when the node starts. Every node of the cluster needs it (a certificate
+    the same CA signed), or none."""
+
+    cert_file: Annotated[str, Field(min_length=1)]  # this node's certificate: server and client
+    key_file: Annotated[str, Field(min_length=1)]  # its private key: mode 0600
+    ca_file: Annotated[str, Field(min_length=1)]  # the CA all Ray peers' certificates chain to
+
+
 class GcsSection(StrictModel):
     """Where the Ray head keeps its cluster state (GCS fault tolerance).
 
@@ -303,6 +313,7 @@ class NodeSpec(StrictModel):
     database: DatabaseSection | None = None
     temporal: TemporalSection | None = None
     secrets: SecretsSection | None = None
+    ray_tls: RayTlsSection | None = None
     gcs: GcsSection | None = None
     api: ApiSection = Field(default_factory=ApiSection)
 
