@@ -407,6 +407,100 @@ def _hand_lease_to_orchestrator_2(ha: Ha) -> float:
     return took
 
 
+def _docker_state(node_id: str) -> dict[str, tuple[str, int]]:
+    """The node's containers: id -> (when Docker started it, Docker's restart count)."""
+    ids = _containers(node_id)
+    if not ids:
+        return {}
+    out = subprocess.run(
+        ["docker", "inspect", "--format", "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}", *ids],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    rows = (ln.split() for ln in out.stdout.splitlines() if ln.strip())
+    return {cid[:12]: (started, int(count)) for cid, started, count in rows}
+
+
+def _raylets(ha: Ha) -> dict[str, int]:
+    """Each node's raylet pid (the head's from its `aegis node start` state, the others' from
+    theirs): the same pids after a GCS restart means they reconnected, not restarted."""
+    import psutil
+
+    from aegis_ray.node.stack import UpState
+
+    head = UpState.load(ha.homes["o1"] / "up.json")
+    assert head is not None
+    sessions = {"o1": head.ray_session}
+    for n, node_id in (("o2", "orch-2"), ("e1", "edge-1")):
+        edge = EdgeState.load(Settings(home=ha.homes[n]), node_id)
+        assert edge is not None
+        sessions[n] = edge.ray_session
+    found = {}
+    for n, sid in sessions.items():
+        for pid in ray_head.session_pids(sid):
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).name() == "raylet":
+                    found[n] = pid
+    return found
+
+
+def test_executions_survive_the_head_gcs_killed(ha: Ha) -> None:
+    """Scenario (b): the head's GCS is SIGKILLed with executions running through the balancer;
+    the GCS supervisor restarts it from Redis. The head really keeps its state in Redis (the
+    default store) with the supervisor: its record is there."""
+    from aegis_ray.adapters.ray.gcs_supervisor import Record
+    from aegis_ray.node.stack import UpState
+
+    head = UpState.load(ha.homes["o1"] / "up.json")
+    assert head is not None and head.gcs_store != "memory", head
+    record_path = ha.homes["o1"] / "gcs-supervisor" / "record.json"
+    before = Record.load(record_path)
+    assert before is not None, "the head runs no GCS supervisor"
+    c = ha.client()
+    ids = _submit(c, 8, "ha-gcs", 20)
+    running = _wait_all(c, ids, {"RUNNING"} | TERMINAL, 120)
+    assert all(r["state"] == "RUNNING" for r in running.values()), running
+    containers = _docker_state("edge-1")
+    assert len(containers) == len(ids), containers
+    raylets = _raylets(ha)
+    assert set(raylets) == {"o1", "o2", "e1"}, raylets
+    poller = Poller(ha.client(), ids[0])
+    time.sleep(1)
+    os.kill(before.gcs_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    while (now := Record.load(record_path)) is None or now.gcs_pid == before.gcs_pid:
+        assert time.monotonic() - killed_at < 30, "the supervisor did not restart the GCS"
+        time.sleep(0.1)
+    gcs_back = time.monotonic() - killed_at
+    after = _docker_state("edge-1")  # the executions run ~20 s: all still there
+    # A new execution is placed on the edge (a new placement group: the GCS answers and the
+    # edge's raylet is back with it).
+    new = _submit(c, 1, "ha-gcs-new", 1)
+    placed = _wait_all(c, new, {"RUNNING"} | TERMINAL, 120)
+    placed_s = time.monotonic() - killed_at
+    recs = _wait_all(c, ids + new, TERMINAL, 240)
+    poller.stop()
+    deadline = time.monotonic() + 60
+    while _containers("edge-1") and time.monotonic() < deadline:
+        time.sleep(1)
+    orphans = len(_containers("edge-1"))
+    restarted = sum(1 for cid, (started, count) in after.items()
+                    if count or containers.get(cid, ("", 0))[0] != started)  # fmt: skip
+    _report("head GCS SIGKILLed", recs, ids, {
+        "gcs_back_after_s": round(gcs_back, 2), "new_execution_placed_after_s": round(placed_s, 1),
+        "containers_kept": len(set(after) & set(containers)), "containers_restarted": restarted,
+        "client_reads_ok": poller.ok, "client_errors_retried": len(poller.errors),
+        "worst_error_streak": poller.worst_streak, "orphans": orphans,
+    })  # fmt: skip
+    assert after.keys() == containers.keys() and restarted == 0, (containers, after)
+    assert placed[new[0]]["state"] in {"RUNNING", "SUCCEEDED"}, placed
+    assert [recs[i]["state"] for i in ids + new] == ["SUCCEEDED"] * (len(ids) + 1), recs
+    assert all(recs[i].get("attempt", 1) == 1 for i in ids), recs
+    assert orphans == 0
+    assert _raylets(ha) == raylets  # every node's raylet reconnected; none restarted
+    assert poller.worst_streak <= 5, poller.errors
+    assert [ln.line for ln in c.logs(ids[-1])] == ["start", "done"]
+
+
 def test_executions_survive_orchestrator_2_killed(ha: Ha) -> None:
     handed_over = _hand_lease_to_orchestrator_2(ha)
     c = ha.client()
