@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _ip(*args: str, ns: str | None = None, check: bool = True) -> None:
@@ -77,6 +78,11 @@ class Netns:
             _ip("netns", "delete", ns, check=False)
         _ip("link", "delete", f"{self.prefix}-h", check=False)
         self.made.clear()
+        # A head started in a namespace wrote its address where Ray's "auto" looks for the newest
+        # local head; once the namespaces are gone, that address would route off this machine.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().startswith(f"{self.subnet}."):
+            current.unlink()
 
     def command(self, name: str, cmd: Sequence[str]) -> list[str]:
         """`cmd` run inside node `name`'s namespace."""

@@ -77,11 +77,17 @@ def _follow(agent: Any, spec: ContainerSpec, cursor: int, wait_s: float = 5.0) -
     return batch
 
 
-def test_the_node_agent_is_named_after_its_node_pinned_there_and_detached(node_id: str) -> None:
+def test_the_node_agent_is_named_after_its_node_pinned_there_and_detached(
+    node_id: str, stack: Stack
+) -> None:
     agent = ray.get_actor(node_agent_name(node_id), namespace=RAY_NAMESPACE)
     info = ray.get(agent.ping.remote(), timeout=30)
     assert info["node_id"] == node_id
-    state = get_actor(agent._actor_id.hex())
+    up = UpState.load(stack.home / "up.json")
+    assert up is not None
+    # This stack's head by its address: without one, Ray's state API takes the newest head in
+    # /tmp/ray/ray_current_cluster, which an earlier module's (stopped) head may have written.
+    state = get_actor(agent._actor_id.hex(), address=up.ray_address)
     assert state is not None
     assert state.name == f"aegis-node-agent:{node_id}"
     assert state.ray_namespace == RAY_NAMESPACE
