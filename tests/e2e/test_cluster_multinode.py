@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import pytest
 
 from aegis_ray import ApiError, Client
+from aegis_ray.adapters.docker.container import LABEL_NODE
 from aegis_ray.adapters.ray import head as ray_head
 from aegis_ray.node.stack import EdgeState, credential_path
 from aegis_ray.settings import Settings
@@ -138,6 +140,13 @@ def cluster() -> Iterator[Cluster]:
     finally:
         for stack, config in reversed(started):
             stack.aegis("node", "stop", "--config", str(config), timeout=300)
+        # Containers of an edge whose raylet a node-loss test killed: no node agent was left to
+        # remove them.
+        engine = docker.from_env()
+        for node_id in edges:
+            mine = {"label": f"{LABEL_NODE}={node_id}"}
+            for container in engine.containers.list(all=True, filters=mine):
+                container.remove(force=True)
         for stack in (orch, *edges.values()):
             remove_home(stack.home)
 
